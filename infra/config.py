@@ -1,0 +1,221 @@
+"""One frozen, typed configuration per stage.
+
+This module imports nothing from CDK on purpose: `offline/` and `bench/` read the same
+configs, so the local twin runs with the limits and environment the stack deploys.
+`app.py` is the only place that turns context into overrides (see `with_overrides`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Engine = Literal["picollm", "llamacpp"]
+
+# Where the Dockerfile puts the model inside the image (see lambda_image/Dockerfile).
+IMAGE_MODEL_DIR = "/opt/models"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """Everything that differs between stages or that a user may change per deploy."""
+
+    stage_name: str
+
+    # Inference function (container image)
+    engine: Engine = "picollm"
+    model_file: str = "model.pllm"
+    inference_memory_mb: int = 10240
+    inference_timeout_seconds: int = 900
+    reserved_concurrency: int = 2
+    provisioned_concurrency: int = 0
+    # Router function (zip): validates, updates the table, dispatches asynchronously
+    router_memory_mb: int = 256
+    router_timeout_seconds: int = 10
+    # Async dispatch to the inference alias: no retries, and a short maximum event age so a
+    # queued chat is dropped (and reported) rather than answered minutes late.
+    dispatch_max_event_age_seconds: int = 60
+    log_retention_days: int = 30
+
+    # WebSocket API stage throttling
+    throttle_rate_limit: float = 20.0
+    throttle_burst_limit: int = 40
+
+    # Caps on what one client may ask for
+    max_prompt_chars: int = 8000
+    max_tokens_cap: int = 512
+    default_max_tokens: int = 256
+    max_temperature: float = 2.0
+    max_stop_sequences: int = 4
+    messages_per_minute: int = 30
+    # Conversation memory kept in the connection item, trimmed oldest turn first
+    history_max_chars: int = 6000
+
+    # Streaming
+    coalesce_ms: int = 50
+    stop_poll_ms: int = 250
+    lease_seconds: int = 60
+    # API Gateway closes a WebSocket after 2 hours; the record lives a little longer
+    connection_ttl_seconds: int = 2 * 3600 + 600
+
+    # Access
+    require_token: bool = False
+    allowed_origins: tuple[str, ...] = ()
+
+    # Stateful resources
+    retain_data: bool = False
+    point_in_time_recovery: bool = False
+
+    # Operations
+    alarm_email: str | None = None
+
+    # Free-form tags applied to every resource of the stage
+    tags: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def model_path(self) -> str:
+        """Absolute path of the model inside the image."""
+        return f"{IMAGE_MODEL_DIR}/{self.model_file}"
+
+    @property
+    def is_prod(self) -> bool:
+        return self.stage_name == "Prod"
+
+    # The environment each function gets. The stack and offline/ both use these, so the
+    # local twin runs the handlers with exactly the variables Lambda gives them.
+    def common_environment(self, *, service: str) -> dict[str, str]:
+        return {
+            "STAGE_NAME": self.stage_name,
+            "POWERTOOLS_SERVICE_NAME": service,
+            "POWERTOOLS_METRICS_NAMESPACE": "Llambda",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+    def router_environment(self, *, table_name: str, inference_function: str) -> dict[str, str]:
+        """Router: validation caps, the table, and the inference alias to dispatch to."""
+        return {
+            **self.common_environment(service="router"),
+            "TABLE_NAME": table_name,
+            "INFERENCE_FUNCTION": inference_function,
+            "MAX_PROMPT_CHARS": str(self.max_prompt_chars),
+            "MAX_TOKENS_CAP": str(self.max_tokens_cap),
+            "DEFAULT_MAX_TOKENS": str(self.default_max_tokens),
+            "MAX_TEMPERATURE": str(self.max_temperature),
+            "MAX_STOP_SEQUENCES": str(self.max_stop_sequences),
+            "MESSAGES_PER_MINUTE": str(self.messages_per_minute),
+            "LEASE_SECONDS": str(self.lease_seconds),
+            "CONNECTION_TTL_SECONDS": str(self.connection_ttl_seconds),
+            "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
+        }
+
+    def inference_environment(
+        self, *, table_name: str, access_key_secret_arn: str | None
+    ) -> dict[str, str]:
+        """Inference: engine, model, streaming cadence and the AccessKey secret's ARN."""
+        env = {
+            **self.common_environment(service="inference"),
+            "TABLE_NAME": table_name,
+            "ENGINE": self.engine,
+            "MODEL_PATH": self.model_path,
+            "MAX_TOKENS_CAP": str(self.max_tokens_cap),
+            "DEFAULT_MAX_TOKENS": str(self.default_max_tokens),
+            "HISTORY_MAX_CHARS": str(self.history_max_chars),
+            "COALESCE_MS": str(self.coalesce_ms),
+            "STOP_POLL_MS": str(self.stop_poll_ms),
+            "LEASE_SECONDS": str(self.lease_seconds),
+        }
+        if access_key_secret_arn:
+            env["ACCESS_KEY_SECRET_ARN"] = access_key_secret_arn
+        return env
+
+    def authorizer_environment(self, *, token_secret_arn: str) -> dict[str, str]:
+        """$connect authorizer: the token secret and whether a token is required."""
+        return {
+            **self.common_environment(service="authorizer"),
+            "TOKEN_SECRET_ARN": token_secret_arn,
+            "REQUIRE_TOKEN": "true" if self.require_token else "false",
+        }
+
+    def with_overrides(self, overrides: dict[str, Any]) -> StageConfig:
+        """A copy with `overrides` (camelCase context keys or snake_case names) applied.
+
+        Values may be strings, as `cdk -c key=value` passes them; each is converted to the
+        field's type, and an unknown key is an error rather than a silent no-op.
+        """
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for key, raw in overrides.items():
+            name = _snake(key)
+            if name not in fields or name == "stage_name":
+                known = ", ".join(sorted(context_keys()))
+                raise ValueError(f"unknown config key {key!r}; known keys: {known}")
+            changes[name] = _coerce(name, getattr(self, name), raw)
+        return dataclasses.replace(self, **changes)
+
+
+DEV = StageConfig(
+    stage_name="Dev",
+    provisioned_concurrency=0,
+    reserved_concurrency=2,
+    throttle_rate_limit=10.0,
+    throttle_burst_limit=20,
+    require_token=False,
+    allowed_origins=("http://localhost:8787", "http://127.0.0.1:8787"),
+    retain_data=False,
+    point_in_time_recovery=False,
+    log_retention_days=14,
+)
+
+PROD = StageConfig(
+    stage_name="Prod",
+    provisioned_concurrency=1,
+    reserved_concurrency=10,
+    throttle_rate_limit=50.0,
+    throttle_burst_limit=100,
+    require_token=True,
+    allowed_origins=(),
+    retain_data=True,
+    point_in_time_recovery=True,
+    log_retention_days=90,
+)
+
+STAGES: dict[str, StageConfig] = {c.stage_name: c for c in (DEV, PROD)}
+
+
+def context_keys() -> list[str]:
+    """The camelCase keys `cdk -c` accepts, one per overridable field."""
+    return [_camel(f.name) for f in dataclasses.fields(StageConfig) if f.name != "stage_name"]
+
+
+def _snake(key: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in key).lstrip("_")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _coerce(name: str, current: Any, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        value = raw
+    elif isinstance(current, bool):
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(f"{_camel(name)} must be true or false, not {raw!r}")
+        value = raw.lower() == "true"
+    elif isinstance(current, int):
+        value = int(raw)
+    elif isinstance(current, float):
+        value = float(raw)
+    elif isinstance(current, tuple):
+        value = tuple(p.strip() for p in raw.split(",") if p.strip())
+    elif name == "alarm_email":
+        value = raw or None
+    else:
+        value = raw
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if name == "engine" and value not in ("picollm", "llamacpp"):
+        raise ValueError(f"engine must be picollm or llamacpp, not {value!r}")
+    return value
