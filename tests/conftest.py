@@ -1,0 +1,15 @@
+"""Settings every test shares: no test may reach a real AWS account."""
+
+import os
+
+# Fake credentials and a fixed region: boto3 clients in tests only ever talk to local servers.
+for key, value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1",
+}.items():
+    os.environ[key] = value
+os.environ.pop("AWS_PROFILE", None)
