@@ -11,10 +11,13 @@ PYTHON ?= python3
 # jsii prints a banner on every run when Node.js is past end-of-life; it drowns CDK output.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20,22
 # The CLI never phones home from this project (also set in cdk.json).
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 VENV_STAMP := $(VENV)/.stamp-venv
+# synth needs only the CDK libraries: a CI or pipeline synth step skips compiling llama.cpp.
+INFRA_STAMP := $(VENV)/.stamp-infra
 NPM_STAMP := node_modules/.stamp-npm
 CHROMIUM := /usr/bin/chromium
 
@@ -27,9 +30,20 @@ $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --group dev
-	@# The repo is not a package: put its root and the runtime package on the venv's path.
-	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/lambda_image" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/llambda-project.pth"
+	$(MAKE_PTH)
+	touch $@ $(INFRA_STAMP)
+
+$(INFRA_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --group infra
+	$(MAKE_PTH)
 	touch $@
+
+# The repo is not a package: put its root and the runtime package on the venv's path.
+define MAKE_PTH
+printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/lambda_image" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/llambda-project.pth"
+endef
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -61,10 +75,10 @@ format: $(VENV_STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-synth: $(VENV_STAMP) $(NPM_STAMP) ## synthesize both stages into cdk.out/ (no Docker, no AWS)
+synth: $(INFRA_STAMP) $(NPM_STAMP) ## synthesize both stages into cdk.out/ (no Docker, no AWS)
 	npx cdk synth --quiet
 
-ls: $(VENV_STAMP) $(NPM_STAMP) ## list every stack of both stages
+ls: $(INFRA_STAMP) $(NPM_STAMP) ## list every stack of both stages
 	npx cdk ls
 
 bench: $(VENV_STAMP) $(NPM_STAMP) ## measure streaming, cold start and synth; write docs/bench/

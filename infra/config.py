@@ -129,6 +129,14 @@ class StageConfig:
             env["ACCESS_KEY_SECRET_ARN"] = access_key_secret_arn
         return env
 
+    def dispatch_failure_environment(self, *, table_name: str) -> dict[str, str]:
+        """Dispatch failures (the alias's on-failure destination): the table, to free the lease."""
+        return {
+            **self.common_environment(service="dispatch_failure"),
+            "TABLE_NAME": table_name,
+            "LEASE_SECONDS": str(self.lease_seconds),
+        }
+
     def authorizer_environment(self, *, token_secret_arn: str) -> dict[str, str]:
         """$connect authorizer: the token secret and whether a token is required."""
         return {

@@ -10,6 +10,7 @@ for key, value in {
     "AWS_DEFAULT_REGION": "us-east-1",
     "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
     "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20,22",
 }.items():
     os.environ[key] = value
 os.environ.pop("AWS_PROFILE", None)

@@ -1,0 +1,1 @@
+"""Constructs: one module each. Stacks compose them; they never read context."""

@@ -1,0 +1,46 @@
+"""The DynamoDB table that holds one item per live WebSocket connection."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from infra.config import StageConfig
+
+PARTITION_KEY = "connectionId"
+TTL_ATTRIBUTE = "expiresAt"
+
+
+class ConnectionTable(Construct):
+    """Partition key `connectionId`, TTL `expiresAt`, on-demand; retained where data matters."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(
+                name=PARTITION_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=config.point_in_time_recovery
+            ),
+            removal_policy=(
+                cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY
+            ),
+        )
+        if not config.point_in_time_recovery:
+            cdk.Validations.of(self.table).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions-DDB3",
+                    reason=(
+                        f"{config.stage_name} keeps only short-lived connection records that "
+                        "expire within hours; point-in-time recovery is enabled where "
+                        "pointInTimeRecovery=true (Prod)."
+                    ),
+                )
+            )

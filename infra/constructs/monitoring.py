@@ -1,0 +1,201 @@
+"""Alarms (to an SNS topic) and a dashboard of what users feel: speed, replies, errors."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import StageConfig
+
+# What the runtime emits (Powertools EMF; `service` is Powertools' default dimension).
+METRICS_NAMESPACE = "Llambda"
+INFERENCE_SERVICE = "inference"
+ROUTER_SERVICE = "router"
+FIVE_MINUTES = cdk.Duration.minutes(5)
+
+
+class Monitoring(Construct):
+    """One alarm per thing that hurts users or the bill, and a dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        inference: lambda_.IFunction,
+        inference_alias: lambda_.IAlias,
+        router: lambda_.IFunction,
+        dispatch_failure: lambda_.IFunction,
+        dead_letter_queue: sqs.IQueue,
+        api: apigwv2.IWebSocketApi,
+        stage: apigwv2.IWebSocketStage,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self, "AlarmTopic", display_name=f"llambda {config.stage_name} alarms", enforce_ssl=True
+        )
+        cdk.Validations.of(self.topic).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SNS2",
+                reason=(
+                    "CloudWatch alarms cannot publish to a topic encrypted with the AWS "
+                    "managed SNS key, and the notifications carry only alarm names and states."
+                ),
+            )
+        )
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+
+        def api_metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name=name,
+                dimensions_map={"ApiId": api.api_id, "Stage": stage.stage_name},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+
+        sum5 = {"statistic": "Sum", "period": FIVE_MINUTES}
+        alarms: dict[str, tuple[cloudwatch.IMetric, float, str]] = {
+            "InferenceErrors": (
+                inference.metric_errors(**sum5),
+                1,
+                "The inference function failed (clients got engine_error or nothing).",
+            ),
+            "InferenceThrottles": (
+                inference.metric_throttles(**sum5),
+                1,
+                "Chats hit reserved concurrency (reservedConcurrency): clients waited.",
+            ),
+            "DispatchDropped": (
+                inference.metric("AsyncEventsDropped", **sum5),
+                1,
+                "Dispatched chats were dropped (throttled too long): clients got unavailable.",
+            ),
+            "RouterErrors": (
+                router.metric_errors(**sum5),
+                1,
+                "The router failed: messages went unanswered.",
+            ),
+            "DispatchFailureErrors": (
+                dispatch_failure.metric_errors(**sum5),
+                1,
+                "The dispatch-failure handler failed: clients were not told.",
+            ),
+            "DeadLetterQueueDepth": (
+                dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=FIVE_MINUTES
+                ),
+                1,
+                "Undeliverable dispatch failures are waiting in the dead-letter queue.",
+            ),
+            "ApiIntegrationErrors": (
+                api_metric("IntegrationError"),
+                5,
+                "WebSocket integrations returned errors.",
+            ),
+            "ApiExecutionErrors": (
+                api_metric("ExecutionError"),
+                5,
+                "The WebSocket API failed to run integrations.",
+            ),
+            "ApiClientErrors": (
+                api_metric("ClientError"),
+                50,
+                "Many refused connections or frames (4XX): a bad client or abuse.",
+            ),
+        }
+        if config.provisioned_concurrency > 0:
+            alarms["ProvisionedConcurrencySpillover"] = (
+                inference_alias.metric("ProvisionedConcurrencySpilloverInvocations", **sum5),
+                1,
+                "Replies ran on-demand beyond provisioned concurrency: cold starts.",
+            )
+        action = cw_actions.SnsAction(self.topic)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for name, (metric, threshold, description) in alarms.items():
+            alarm = cloudwatch.Alarm(
+                self,
+                name,
+                alarm_description=f"llambda {config.stage_name}: {description}",
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(action)
+            self.alarms[name] = alarm
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
+        self.dashboard.add_widgets(*self._runtime_widgets(config.stage_name))
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Inference invocations, errors, throttles",
+                left=[
+                    inference.metric_invocations(**sum5),
+                    inference.metric_errors(**sum5),
+                    inference.metric_throttles(**sum5),
+                    inference.metric("AsyncEventsDropped", **sum5),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="WebSocket API",
+                left=[
+                    api_metric("ConnectCount"),
+                    api_metric("MessageCount"),
+                    api_metric("ClientError"),
+                    api_metric("IntegrationError"),
+                    api_metric("ExecutionError"),
+                ],
+                width=12,
+            ),
+        )
+
+    def _runtime_widgets(self, stage_name: str) -> list[cloudwatch.IWidget]:
+        def metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": INFERENCE_SERVICE},
+                statistic=statistic,
+                period=FIVE_MINUTES,
+            )
+
+        # Errors carry `code` and `stage` as well (see lambda_image/llambda/observability.py).
+        errors_by_code = cloudwatch.MathExpression(
+            expression=(
+                f'SEARCH(\'{{{METRICS_NAMESPACE},code,service,stage}} MetricName="Errors" '
+                f"stage=\"{stage_name}\"', 'Sum', 300)"
+            ),
+            label="Errors by code",
+            period=FIVE_MINUTES,
+        )
+        return [
+            cloudwatch.GraphWidget(
+                title="Time to first token (ms)",
+                left=[metric("TimeToFirstTokenMs", "p50"), metric("TimeToFirstTokenMs", "p90")],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Tokens per second",
+                left=[metric("TokensPerSecond", "Average"), metric("TokensPerSecond", "p10")],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Replies and completion tokens",
+                left=[metric("Replies", "Sum")],
+                right=[metric("CompletionTokens", "Sum")],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(title="Errors by code", left=[errors_by_code], width=6),
+        ]

@@ -1,0 +1,39 @@
+"""One deployable copy of the system: `Dev` or `Prod`, built from its StageConfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.stateful_stack import StatefulStack
+from infra.stateless_stack import StatelessStack
+
+
+class LlambdaStage(cdk.Stage):
+    """The stateful stack (data) and the stateless stack (everything else)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.stateful = StatefulStack(
+            self,
+            "Stateful",
+            config=config,
+            description=f"llambda {config.stage_name}: connection table",
+        )
+        self.stateless = StatelessStack(
+            self,
+            "Stateless",
+            config=config,
+            table=self.stateful.table,
+            description=f"llambda {config.stage_name}: functions, WebSocket API, chat page",
+        )
+        cdk.Tags.of(self).add("Project", "llambda")
+        cdk.Tags.of(self).add("Stage", config.stage_name)
+        for key, value in config.tags:
+            cdk.Tags.of(self).add(key, value)

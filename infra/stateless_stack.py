@@ -1,0 +1,188 @@
+"""Everything that can be replaced at will: functions, the API, the page, monitoring."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.authorizer import TokenAuthorizer
+from infra.constructs.dispatch_failure_function import DispatchFailureFunction
+from infra.constructs.inference_function import InferenceFunction
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.router_function import RouterFunction
+from infra.constructs.web_client_hosting import WebClientHosting
+from infra.constructs.websocket_api import WebSocketApi
+from infra.nag import WildcardRule, acknowledge_wildcards
+
+
+class StatelessStack(cdk.Stack):
+    """Router, inference (alias `live`), WebSocket API, hosted page, alarms, dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        table: dynamodb.ITable,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.web_client = WebClientHosting(self, "WebClient", config=config)
+        # The hosted page may always connect; the config adds e.g. localhost in Dev.
+        router_config = dataclasses.replace(
+            config, allowed_origins=(*config.allowed_origins, self.web_client.url)
+        )
+        self.dispatch_failure = DispatchFailureFunction(
+            self, "DispatchFailure", config=config, table=table
+        )
+        self.inference = InferenceFunction(
+            self,
+            "Inference",
+            config=config,
+            table_name=table.table_name,
+            on_failure=self.dispatch_failure.function,
+        )
+        table.grant_read_write_data(self.inference.function)
+        self.router = RouterFunction(
+            self, "Router", config=router_config, table=table, inference_alias=self.inference.alias
+        )
+        self.authorizer = (
+            TokenAuthorizer(self, "Authorizer", config=config) if config.require_token else None
+        )
+        self.websocket = WebSocketApi(
+            self,
+            "WebSocket",
+            config=config,
+            router=self.router.function,
+            connect_authorizer=self.authorizer.authorizer if self.authorizer else None,
+        )
+        for function in (
+            self.router.function,
+            self.inference.function,
+            self.dispatch_failure.function,
+        ):
+            self.websocket.grant_manage_connections(function)
+        self.web_client.deploy_site(websocket_url=self.websocket.url)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            inference=self.inference.function,
+            inference_alias=self.inference.alias,
+            router=self.router.function,
+            dispatch_failure=self.dispatch_failure.function,
+            dead_letter_queue=self.dispatch_failure.dead_letter_queue,
+            api=self.websocket.api,
+            stage=self.websocket.stage,
+        )
+
+        self.websocket_url = cdk.CfnOutput(
+            self, "WebSocketUrl", value=self.websocket.url, description="Connect here (wss://)"
+        )
+        self.web_client_url = cdk.CfnOutput(
+            self, "WebClientUrl", value=self.web_client.url, description="The chat page"
+        )
+        cdk.CfnOutput(
+            self,
+            "AccessKeySecretArn",
+            value=self.inference.access_key_secret.secret_arn,
+            description="Put the picoLLM AccessKey here (aws secretsmanager put-secret-value)",
+        )
+        if self.authorizer:
+            cdk.CfnOutput(
+                self,
+                "TokenSecretArn",
+                value=self.authorizer.secret.secret_arn,
+                description="The ?token= clients need (aws secretsmanager get-secret-value)",
+            )
+        self._acknowledge_findings()
+
+    def _acknowledge_findings(self) -> None:
+        """The wildcards this stack needs, each with its reason; any other one fails synth."""
+        acknowledge_wildcards(self, STATELESS_WILDCARDS)
+        # CDK's BucketDeployment brings its own singleton function and role.
+        deployment = next(
+            child
+            for child in self.node.children
+            if child.node.id.startswith("Custom::CDKBucketDeployment")
+        )
+        cdk.Validations.of(deployment).acknowledge(
+            cdk.Acknowledgment(
+                id=(
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                    "service-role/AWSLambdaBasicExecutionRole]"
+                ),
+                reason=(
+                    "CDK's BucketDeployment handler role; the managed policy grants only "
+                    "CloudWatch Logs writes for that short-lived deploy-time function."
+                ),
+            ),
+            cdk.Acknowledgment(
+                id="AwsSolutions-L1",
+                reason=(
+                    "CDK's BucketDeployment handler: aws-cdk-lib chooses and updates its "
+                    "runtime (it bundles the AWS CLI layer built for it)."
+                ),
+            ),
+        )
+
+
+_DEPLOYMENT = r".*/Custom::CDKBucketDeployment[0-9A-F]+/.*"
+# Pseudo parameters as cdk-nag flattens them, or concrete values when the env is known.
+_PARTITION = r"(<AWS::Partition>|aws[a-z-]*)"
+_REGION = r"(<AWS::Region>|[a-z]{2}(-[a-z]+)+-\d)"
+_ACCOUNT = r"(<AWS::AccountId>|\d{12})"
+STATELESS_WILDCARDS = (
+    WildcardRule(
+        pattern=(
+            rf"Resource::arn:{_PARTITION}:execute-api:{_REGION}:{_ACCOUNT}:<WebSocketApi[0-9A-F]+>"
+            r"/[a-z]+/(POST|GET|DELETE)/@connections/\*"
+        ),
+        reason=(
+            "@connections/{connectionId}: connection ids exist only at run time. The grant "
+            "is scoped to this API, this stage, one HTTP method and the @connections path."
+        ),
+    ),
+    WildcardRule(
+        pattern=r"Resource::<DispatchFailureRuntimeFunction[0-9A-F]+\.Arn>:\*",
+        reason=(
+            "The inference alias's on-failure destination: Lambda's destination grant "
+            "covers the failure handler's versions (its ARN plus ':*') and nothing else."
+        ),
+        path=r".*/Inference/Role/.*",
+    ),
+    WildcardRule(
+        pattern=r"Action::s3:(GetObject|GetBucket|List|DeleteObject|Abort)\*",
+        reason=(
+            "CDK's BucketDeployment reads the staged web client from the CDK assets bucket "
+            "and syncs it into the site bucket, pruning old files: CDK's grantRead/"
+            "grantReadWrite action groups."
+        ),
+        path=_DEPLOYMENT,
+    ),
+    WildcardRule(
+        pattern=(
+            rf"Resource::(arn:{_PARTITION}:s3:::cdk-[a-z0-9]+-assets-{_ACCOUNT}-{_REGION}"
+            r"|<WebClientSite[0-9A-F]+\.Arn>)/\*"
+        ),
+        reason=(
+            "CDK's BucketDeployment: objects of the CDK assets bucket (the staged web "
+            "client) and of this stage's site bucket only."
+        ),
+        path=_DEPLOYMENT,
+    ),
+    WildcardRule(
+        pattern=r"Resource::\*",
+        reason=(
+            "CDK's BucketDeployment invalidates the distribution after a deploy; "
+            "cloudfront:CreateInvalidation/GetInvalidation as granted by CDK use '*'."
+        ),
+        path=_DEPLOYMENT,
+    ),
+)

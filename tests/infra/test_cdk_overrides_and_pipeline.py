@@ -1,0 +1,92 @@
+"""`-c` overrides change the synthesized stacks; `-c pipeline=1` adds the pipeline."""
+
+import json
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.pipeline_stack import SMOKE_COMMAND, SYNTH_COMMANDS
+from tests.infra.conftest import synthesize
+
+PIPELINE_CONTEXT = {
+    "pipeline": "1",
+    "connectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc",
+    "repository": "example/llambda",
+}
+
+
+@pytest.fixture(scope="module")
+def overridden(tmp_path_factory):
+    return synthesize(
+        tmp_path_factory.mktemp("override"),
+        **{
+            "reservedConcurrency": "4",
+            "Prod.provisionedConcurrency": "2",
+            "Dev.requireToken": "true",
+            "modelFile": "other.gguf",
+            "engine": "llamacpp",
+        },
+    )
+
+
+def test_overrides_reach_the_templates(overridden):
+    for name, provisioned in (("Dev", None), ("Prod", 2)):
+        template = Template.from_stack(overridden.stages[name].stateless)
+        (alias,) = template.find_resources("AWS::Lambda::Alias").values()
+        config = alias["Properties"].get("ProvisionedConcurrencyConfig")
+        assert (config or {}).get("ProvisionedConcurrentExecutions") == provisioned
+        (function,) = template.find_resources(
+            "AWS::Lambda::Function", {"Properties": {"PackageType": "Image"}}
+        ).values()
+        assert function["Properties"]["ReservedConcurrentExecutions"] == 4
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["ENGINE"] == "llamacpp"
+        assert env["MODEL_PATH"].endswith("/other.gguf")
+    dev = Template.from_stack(overridden.stages["Dev"].stateless)
+    dev.resource_count_is("AWS::ApiGatewayV2::Authorizer", 1)
+
+
+def test_image_asset_bakes_in_the_selected_model_only(overridden):
+    manifests = list(overridden.outdir.glob("assembly-Dev/*Stateless*.assets.json"))
+    (images,) = [json.loads(p.read_text())["dockerImages"] for p in manifests]
+    (image,) = images.values()
+    assert image["source"]["dockerBuildArgs"] == {"MODEL_FILE": "other.gguf"}
+    assert image["source"]["platform"] == "linux/amd64"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    synthesized = synthesize(tmp_path_factory.mktemp("pipeline"), **PIPELINE_CONTEXT)
+    stack = synthesized.app.node.find_child("Pipeline")
+    return Template.from_stack(stack)
+
+
+def test_pipeline_stages_in_order_with_approval_before_prod(pipeline):
+    (codepipeline,) = pipeline.find_resources("AWS::CodePipeline::Pipeline").values()
+    stages = codepipeline["Properties"]["Stages"]
+    names = [s["Name"] for s in stages]
+    assert names.index("Build") < names.index("Dev") < names.index("Prod")
+    dev_actions = [a["Name"] for a in stages[names.index("Dev")]["Actions"]]
+    assert "Smoke" in dev_actions
+    prod_actions = sorted(stages[names.index("Prod")]["Actions"], key=lambda a: a["RunOrder"])
+    first = prod_actions[0]
+    assert first["Name"] == "PromoteToProd"
+    assert first["ActionTypeId"]["Category"] == "Approval"
+    source = stages[0]["Actions"][0]
+    assert source["Configuration"]["FullRepositoryId"] == "example/llambda"
+    assert source["Configuration"]["BranchName"] == "main"
+
+
+def test_pipeline_synth_and_smoke_commands(pipeline):
+    projects = pipeline.find_resources("AWS::CodeBuild::Project")
+    specs = [json.dumps(p["Properties"]["Source"]) for p in projects.values()]
+    assert any(all(c in spec for c in SYNTH_COMMANDS) and "cdk.out" in spec for spec in specs)
+    smoke = [s for s in specs if "offline.smoke" in s]
+    assert len(smoke) == 1 and "WEBSOCKET_URL" in smoke[0]
+    assert SMOKE_COMMAND.split()[2] == "offline.smoke"
+    privileged = [p["Properties"]["Environment"].get("PrivilegedMode") for p in projects.values()]
+    assert True in privileged  # Docker for the image asset
+
+
+def test_plain_synth_has_no_pipeline(synthesized):
+    assert synthesized.app.node.try_find_child("Pipeline") is None

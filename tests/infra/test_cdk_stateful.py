@@ -1,0 +1,34 @@
+"""The connection table: keys, TTL, billing, and what survives a teardown."""
+
+from infra.stateful_stack import CONNECTION_TABLE_LOGICAL_ID
+
+
+def test_key_schema_ttl_and_on_demand_billing(stateful):
+    stateful.resource_count_is("AWS::DynamoDB::Table", 1)
+    stateful.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "connectionId", "AttributeType": "S"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+    )
+
+
+def test_logical_id_is_pinned(stateful):
+    # A changed logical id would make CloudFormation replace the table (and lose its items).
+    assert list(stateful.find_resources("AWS::DynamoDB::Table")) == [CONNECTION_TABLE_LOGICAL_ID]
+    assert CONNECTION_TABLE_LOGICAL_ID == "ConnectionTable"
+
+
+def test_removal_policy_and_recovery_per_stage(stage, stateful):
+    prod = stage.config.stage_name == "Prod"
+    policy = "Retain" if prod else "Delete"
+    stateful.has_resource(
+        "AWS::DynamoDB::Table",
+        {"DeletionPolicy": policy, "UpdateReplacePolicy": policy},
+    )
+    (table,) = stateful.find_resources("AWS::DynamoDB::Table").values()
+    recovery = table["Properties"].get("PointInTimeRecoverySpecification", {})
+    assert recovery.get("PointInTimeRecoveryEnabled", False) is prod
