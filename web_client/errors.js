@@ -1,0 +1,29 @@
+// Plain words for the server's error codes (docs/protocol.md). The server's own message is
+// shown beneath, as text.
+
+const FRIENDLY = {
+  bad_json: "The server could not read what the page sent.",
+  unknown_action: "The server did not recognise that request.",
+  bad_request: "The server refused that request.",
+  too_large: "That message is too long for the server. Shorten it and send it again.",
+  busy: "The model is still busy with the previous reply. Send your message again in a moment.",
+  rate_limited: "That was a lot of messages in a short time. Wait a moment, then try again.",
+  engine_error: "The model failed while answering. You can send another message.",
+  unavailable: "The server could not start a reply just now. Try again in a moment.",
+};
+
+/** Codes that mean the chat was refused before any reply began: its prompt goes back. */
+export const REFUSED_CHAT_CODES = new Set([
+  "bad_json",
+  "unknown_action",
+  "bad_request",
+  "too_large",
+  "busy",
+  "rate_limited",
+  "unavailable",
+]);
+
+/** @returns {string} */
+export function friendlyError(code) {
+  return FRIENDLY[code] ?? "The server reported a problem.";
+}
