@@ -83,6 +83,7 @@ function handleMessage(message) {
       break;
     }
     case "pong":
+    case "reset": // New chat already cleared the view; the old reply's tail is dropped
       break;
     default:
       if (message.type === undefined && typeof message.message === "string") {

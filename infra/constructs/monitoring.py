@@ -166,7 +166,7 @@ class Monitoring(Construct):
             return cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=name,
-                dimensions_map={"service": INFERENCE_SERVICE},
+                dimensions_map={"service": INFERENCE_SERVICE, "stage": stage_name},
                 statistic=statistic,
                 period=FIVE_MINUTES,
             )

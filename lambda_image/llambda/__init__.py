@@ -1,0 +1,1 @@
+"""llambda: a compressed LLM in AWS Lambda, streamed over an API Gateway WebSocket."""

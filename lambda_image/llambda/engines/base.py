@@ -1,0 +1,67 @@
+"""The Engine interface every model runtime implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
+
+
+class EngineError(Exception):
+    """The model failed to load or to generate; the message is safe to show a client."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """The conversation so far, ending with the new user message, and sampling options.
+
+    `temperature`/`top_p` None means the engine's default.
+    """
+
+    messages: list[Message]
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    reason: str  # "end" | "length" | "stop" | "stopped"
+    prompt_tokens: int
+    completion_tokens: int
+    text: str = ""
+
+
+class Engine(ABC):
+    """One loaded model. `generate` runs on the caller's thread; `interrupt` may be called
+    from any other thread and makes a running `generate` return with reason `stopped`."""
+
+    kind: str = ""
+
+    @abstractmethod
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> GenerationResult:
+        """Generate a reply, calling `on_text` with each new piece of text and checking
+        `should_stop` before each token. Raises `EngineError`."""
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Ask the running generation to end at its next token."""
+
+
+def drop_oldest_turns(
+    messages: list[Message], fits: Callable[[list[Message]], bool]
+) -> list[Message]:
+    """Drop the oldest exchanges (never the last message) until `fits(messages)`."""
+    messages = list(messages)
+    while len(messages) > 1 and not fits(messages):
+        drop = 2 if len(messages) > 2 and messages[1].get("role") == "assistant" else 1
+        del messages[:drop]
+    return messages

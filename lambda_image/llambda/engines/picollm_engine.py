@@ -1,0 +1,173 @@
+"""picoLLM for `.pllm` models (the production default).
+
+The prompt is built with picoLLM's own dialog class for the loaded model
+(`pllm.get_dialog()`), and picoLLM's errors become an `EngineError` whose message says
+what to fix, without the AccessKey.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from llambda.engines.base import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    drop_oldest_turns,
+)
+
+# picoLLM's endpoint names → our done reasons.
+ENDPOINT_REASONS = {
+    "END_OF_SENTENCE": "end",
+    "COMPLETION_TOKEN_LIMIT_REACHED": "length",
+    "STOP_PHRASE_ENCOUNTERED": "stop",
+    "INTERRUPTED": "stopped",
+}
+
+# What each picoLLM error means for whoever runs the stack (most specific first).
+_ERROR_HINTS = (
+    ("PicoLLMActivationLimitError", "The picoLLM AccessKey has reached its activation limit."),
+    ("PicoLLMActivationThrottledError", "picoLLM activation is throttled; try again later."),
+    ("PicoLLMActivationRefusedError", "picoLLM refused to activate this AccessKey."),
+    (
+        "PicoLLMActivationError",
+        "picoLLM could not activate the AccessKey; check the key stored in Secrets Manager.",
+    ),
+    ("PicoLLMKeyError", "picoLLM rejected the AccessKey; check the key stored in Secrets Manager."),
+    (
+        "PicoLLMInvalidArgumentError",
+        "picoLLM rejected its arguments; check the AccessKey and that the model is a .pllm file.",
+    ),
+    ("PicoLLMIOError", "picoLLM could not read the model file or reach its licence server."),
+    ("PicoLLMMemoryError", "There is not enough memory to load the picoLLM model."),
+)
+
+
+def describe_error(error: Exception, *, access_key: str = "") -> str:
+    """A clear, key-free sentence for a picoLLM error."""
+    for cls in type(error).__mro__:
+        for name, hint in _ERROR_HINTS:
+            if cls.__name__ == name:
+                return hint
+    detail = str(getattr(error, "message", "") or error)
+    if access_key:
+        detail = detail.replace(access_key, "***")
+    return f"picoLLM failed: {detail.splitlines()[0] if detail else type(error).__name__}"
+
+
+def build_prompt(dialog: Any, messages: list[Message]) -> str:
+    """Fill a picoLLM dialog with the conversation and render it with its template."""
+    for message in messages:
+        if message["role"] == "user":
+            dialog.add_human_request(message["content"])
+        elif message["role"] == "assistant":
+            dialog.add_llm_response(message["content"])
+    return dialog.prompt()
+
+
+class PicoLLMEngine(Engine):
+    kind = "picollm"
+
+    def __init__(self, pllm: Any, *, access_key: str = "") -> None:
+        self._pllm = pllm
+        self._access_key = access_key
+        self._interrupted = threading.Event()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str,
+        *,
+        access_key: str,
+        create: Callable[..., Any] | None = None,
+        device: str | None = None,
+    ) -> PicoLLMEngine:
+        """`picollm.create(access_key=..., model_path=..., device=...)`, errors mapped.
+
+        `device` defaults to PICOLLM_DEVICE or picoLLM's `best`.
+        """
+        if not access_key:
+            raise EngineError(
+                "No picoLLM AccessKey is configured; set the secret's value (see README)."
+            )
+        import picollm
+
+        create = create or picollm.create
+        device = device or os.environ.get("PICOLLM_DEVICE") or "best"
+        try:
+            pllm = create(access_key=access_key, model_path=model_path, device=device)
+        except picollm.PicoLLMError as error:
+            raise EngineError(describe_error(error, access_key=access_key)) from error
+        return cls(pllm, access_key=access_key)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        self._pllm.interrupt()
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> GenerationResult:
+        import picollm
+
+        with self._lock:
+            self._interrupted.clear()
+            try:
+                return self._generate(request, on_text, should_stop)
+            except picollm.PicoLLMError as error:
+                raise EngineError(describe_error(error, access_key=self._access_key)) from error
+            except NotImplementedError as error:  # get_dialog: no template for this model
+                raise EngineError(f"The model {self._pllm.model} has no chat template.") from error
+
+    def _prompt(self, messages: list[Message]) -> str:
+        system = next((m["content"] for m in messages if m["role"] == "system"), None)
+        return build_prompt(self._pllm.get_dialog(history=None, system=system), messages)
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> GenerationResult:
+        limit = self._pllm.context_length
+
+        def fits(messages: list[Message]) -> bool:
+            tokens = self._pllm.tokenize(self._prompt(messages), bos=True, eos=False)
+            return len(tokens) + request.max_tokens <= limit
+
+        prompt = self._prompt(drop_oldest_turns(request.messages, fits))
+
+        def stream(text: str) -> None:
+            if self._interrupted.is_set() or should_stop():
+                self._interrupted.set()
+                self._pllm.interrupt()
+                return
+            on_text(text)
+
+        kwargs: dict[str, Any] = {
+            "completion_token_limit": request.max_tokens,
+            "stop_phrases": set(request.stop) or None,
+            "stream_callback": stream,
+        }
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.top_p is not None:
+            kwargs["top_p"] = request.top_p
+        completion = self._pllm.generate(prompt, **kwargs)
+        reason = ENDPOINT_REASONS.get(completion.endpoint.name, "end")
+        if self._interrupted.is_set():
+            reason = "stopped"
+        return GenerationResult(
+            reason=reason,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            text=completion.completion,
+        )

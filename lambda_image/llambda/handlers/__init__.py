@@ -1,0 +1,1 @@
+"""Lambda entry points: router, inference, authorizer, dispatch_failure."""

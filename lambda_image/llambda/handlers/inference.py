@@ -1,0 +1,303 @@
+"""The inference function: generate one reply and stream it over @connections.
+
+The engine is a module-level singleton reused by warm invocations. With provisioned
+concurrency it loads during init (the 10 s init cap does not apply there); on demand it
+loads on the first message, after telling the client `status: loading`.
+
+Generation never waits on the network: text goes to the background sender, and a watcher
+thread polls the connection item for a stop mark (and renews the lease) while tokens flow.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llambda import protocol
+from llambda.connections import ConnectionStore, ReplyState
+from llambda.engines import Engine, EngineError, GenerationRequest, load_engine
+from llambda.handlers import aws
+from llambda.observability import count_error, logger, metrics, record_reply
+from llambda.sender import StreamSender, connection_poster
+from llambda.settings import Settings
+
+
+class EngineSource:
+    """Loads the engine once per instance; later calls reuse it."""
+
+    def __init__(self, loader: Callable[[], Engine]) -> None:
+        self._loader = loader
+        self._lock = threading.Lock()
+        self.engine: Engine | None = None
+
+    def load(self) -> tuple[Engine, int]:
+        """The engine and the milliseconds spent loading it now (0 when already loaded)."""
+        with self._lock:
+            if self.engine is not None:
+                return self.engine, 0
+            started = time.monotonic()
+            self.engine = self._loader()
+            init_ms = round((time.monotonic() - started) * 1000)
+            logger.info("engine loaded", extra={"engine": self.engine.kind, "init_ms": init_ms})
+            return self.engine, init_ms
+
+
+def load_configured_engine(settings: Settings | None = None) -> Engine:
+    """The engine the environment names; the AccessKey comes from Secrets Manager."""
+    settings = settings or aws.settings()
+    access_key = None
+    if settings.engine == "picollm":
+        if not settings.access_key_secret_arn:
+            raise EngineError("ACCESS_KEY_SECRET_ARN is not set, so picoLLM has no AccessKey.")
+        try:
+            access_key = aws.read_secret(settings.access_key_secret_arn, json_key="accessKey")
+        except Exception as error:
+            raise EngineError(
+                "The picoLLM AccessKey could not be read from Secrets Manager."
+            ) from error
+    return load_engine(settings.engine, settings.model_path, access_key)
+
+
+ENGINE = EngineSource(load_configured_engine)
+INIT_MS = 0
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    try:
+        _, INIT_MS = ENGINE.load()
+    except Exception:  # retried on the first message, which then reports the error
+        logger.exception("engine failed to load during init")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """The router's event (docs/architecture.md)."""
+
+    connection_id: str
+    reply_id: str
+    request_id: str
+    callback_url: str
+    prompt: str
+    options: protocol.ChatOptions
+    dispatched_at: int
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Dispatch:
+        return cls(
+            connection_id=str(event["connectionId"]),
+            reply_id=str(event["replyId"]),
+            request_id=str(event.get("requestId", "")),
+            callback_url=str(event["callbackUrl"]),
+            prompt=str(event["prompt"]),
+            options=protocol.ChatOptions.from_json(event.get("options") or {"max_tokens": 256}),
+            dispatched_at=int(event.get("dispatchedAt") or 0),
+        )
+
+
+class ReplyWatcher:
+    """Polls the item every `poll_s` for a stop mark and renews the lease now and then."""
+
+    def __init__(
+        self,
+        store: ConnectionStore,
+        connection_id: str,
+        reply_id: str,
+        *,
+        poll_s: float,
+        lease_seconds: int,
+        on_stop: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._cid = connection_id
+        self._reply_id = reply_id
+        self._poll_s = poll_s
+        self._lease_seconds = lease_seconds
+        self._on_stop = on_stop
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reply-watcher", daemon=True)
+        self.stopped = False
+        self.gone = False
+
+    def start(self) -> ReplyWatcher:
+        self._thread.start()
+        return self
+
+    def finish(self) -> None:
+        self._finished.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        renewed = time.monotonic()
+        while not self._finished.wait(self._poll_s):
+            try:
+                state = self._store.reply_state(self._cid, self._reply_id)
+                if state is ReplyState.RUN and (
+                    time.monotonic() - renewed >= self._lease_seconds / 3
+                ):
+                    self._store.renew_lease(self._cid, self._reply_id, self._lease_seconds)
+                    renewed = time.monotonic()
+            except Exception:  # a failed poll must not end the reply; try again next time
+                logger.exception("stop poll failed")
+                continue
+            if state is not ReplyState.RUN:
+                logger.info("reply asked to stop", extra={"state": state.value})
+                self.gone = state is ReplyState.GONE
+                self.stopped = True
+                self._on_stop()
+                return
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    outcome: str  # "done" | "error" | "gone"
+    reason: str | None = None
+    completion_tokens: int = 0
+    error_code: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "completionTokens": self.completion_tokens,
+            "errorCode": self.error_code,
+        }
+
+
+def run_reply(
+    dispatch: Dispatch,
+    *,
+    store: ConnectionStore,
+    sender: StreamSender,
+    engines: EngineSource,
+    settings: Settings,
+) -> ReplyOutcome:
+    """Generate and stream one reply; always closes the sender and releases the lease."""
+    cid = dispatch.connection_id
+    watcher: ReplyWatcher | None = None
+    sender.start()
+    try:
+        engine = engines.engine
+        init_ms = 0
+        if engine is None:
+            sender.send(protocol.status("loading"))
+            engine, init_ms = engines.load()
+        history = store.load_history(cid)
+        sender.send(protocol.status("generating"))
+        watcher = ReplyWatcher(
+            store,
+            cid,
+            dispatch.reply_id,
+            poll_s=settings.stop_poll_ms / 1000,
+            lease_seconds=settings.lease_seconds,
+            on_stop=engine.interrupt,
+        ).start()
+        first_token_at: float | None = None
+
+        def on_text(text: str) -> None:
+            nonlocal first_token_at
+            if first_token_at is None:
+                first_token_at = time.monotonic()
+            sender.push(text)
+
+        turn = {"role": "user", "content": dispatch.prompt}
+        options = dispatch.options
+        started = time.monotonic()
+        result = engine.generate(
+            GenerationRequest(
+                messages=[*history.turns, turn],
+                max_tokens=options.max_tokens,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                stop=options.stop,
+            ),
+            on_text,
+            should_stop=lambda: sender.broken or watcher.stopped,
+        )
+        elapsed = time.monotonic() - started
+        watcher.finish()
+        if sender.gone or watcher.gone:
+            # The client went away: nothing to tell it and nothing to keep.
+            logger.info("client gone mid-reply", extra={"tokens": result.completion_tokens})
+            sender.close()
+            store.delete(cid)
+            return ReplyOutcome("gone", result.reason, result.completion_tokens)
+        store.save_history(
+            cid,
+            [*history.turns, turn, {"role": "assistant", "content": result.text}],
+            epoch=history.epoch,
+            max_chars=settings.history_max_chars,
+        )
+        ttft_ms = None if first_token_at is None else round((first_token_at - started) * 1000)
+        tokens_per_s = round(result.completion_tokens / elapsed, 1) if elapsed > 0 else 0.0
+        sender.close(
+            protocol.done(
+                result.reason,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                init_ms=init_ms,
+                ttft_ms=ttft_ms,
+                tokens_per_s=tokens_per_s,
+            )
+        )
+        record_reply(
+            init_ms=init_ms,
+            ttft_ms=ttft_ms,
+            tokens_per_s=tokens_per_s,
+            completion_tokens=result.completion_tokens,
+        )
+        logger.info(
+            "reply done",
+            extra={"reason": result.reason, "tokens": result.completion_tokens, "ttft_ms": ttft_ms},
+        )
+        return ReplyOutcome("done", result.reason, result.completion_tokens)
+    except EngineError as failure:
+        logger.exception("engine error")
+        count_error(protocol.ENGINE_ERROR)
+        sender.close(protocol.error(protocol.ENGINE_ERROR, str(failure)))
+        return ReplyOutcome("error", error_code=protocol.ENGINE_ERROR)
+    except Exception:
+        logger.exception("reply failed")
+        count_error(protocol.ENGINE_ERROR)
+        sender.close(
+            protocol.error(protocol.ENGINE_ERROR, "The reply failed unexpectedly; try again.")
+        )
+        return ReplyOutcome("error", error_code=protocol.ENGINE_ERROR)
+    finally:
+        if watcher is not None:
+            watcher.finish()
+        sender.close()
+        try:
+            store.release_lease(cid, dispatch.reply_id)
+        except Exception:  # the lease lapses by itself
+            logger.exception("lease release failed")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        dispatch = Dispatch.from_event(event)
+    except (KeyError, TypeError, ValueError):
+        logger.error("malformed dispatch event", extra={"keys": sorted(event)[:20]})
+        metrics.add_metric(name="InvalidDispatches", unit="Count", value=1)
+        return {"outcome": "invalid"}
+    logger.append_keys(
+        connection_id=dispatch.connection_id,
+        reply_id=dispatch.reply_id,
+        api_request_id=dispatch.request_id,
+    )
+    settings = aws.settings()
+    client = aws.management_api(dispatch.callback_url)
+    sender = StreamSender(
+        connection_poster(client, dispatch.connection_id), coalesce_ms=settings.coalesce_ms
+    )
+    outcome = run_reply(
+        dispatch,
+        store=ConnectionStore(aws.dynamodb(), settings.table_name),
+        sender=sender,
+        engines=ENGINE,
+        settings=settings,
+    )
+    return outcome.to_json()

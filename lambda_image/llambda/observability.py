@@ -1,0 +1,47 @@
+"""Structured logs and EMF metrics (Powertools). Module-level, one per process.
+
+Logs carry `connection_id` and `reply_id` (appended per event) and the Lambda request id
+(`inject_lambda_context`). Never log prompts, replies, tokens or keys: only sizes and ids.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+
+NAMESPACE = "Llambda"
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "llambda"))
+metrics = Metrics(namespace=NAMESPACE)
+# Dev and Prod may share an account: every reply metric carries its stage.
+metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "local"))
+
+
+def _dimensions() -> dict[str, str]:
+    return {"service": logger.service, "stage": os.environ.get("STAGE_NAME", "local")}
+
+
+def count_error(code: str) -> None:
+    """`Errors` by `code`: its own EMF record, as each code is its own dimension value."""
+    with single_metric(
+        name="Errors",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=NAMESPACE,
+        default_dimensions=_dimensions(),
+    ) as metric:
+        metric.add_dimension(name="code", value=code)
+
+
+def record_reply(
+    *, init_ms: int, ttft_ms: int | None, tokens_per_s: float, completion_tokens: int
+) -> None:
+    """The figures of one completed reply, flushed with the handler's metrics."""
+    metrics.add_metric(name="Replies", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="InitMs", unit=MetricUnit.Milliseconds, value=init_ms)
+    if ttft_ms is not None:
+        metrics.add_metric(name="TimeToFirstTokenMs", unit=MetricUnit.Milliseconds, value=ttft_ms)
+    metrics.add_metric(name="TokensPerSecond", unit=MetricUnit.CountPerSecond, value=tokens_per_s)
+    metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=completion_tokens)

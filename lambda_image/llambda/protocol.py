@@ -1,0 +1,250 @@
+"""The WebSocket protocol (docs/protocol.md): parse and validate client frames, build
+server messages. Pure functions: no I/O, no AWS, so every rule is unit tested."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# Error codes a client may receive (docs/protocol.md).
+BAD_JSON = "bad_json"
+UNKNOWN_ACTION = "unknown_action"
+BAD_REQUEST = "bad_request"
+TOO_LARGE = "too_large"
+BUSY = "busy"
+RATE_LIMITED = "rate_limited"
+ENGINE_ERROR = "engine_error"
+UNAVAILABLE = "unavailable"
+
+ACTIONS = ("chat", "stop", "reset", "ping")
+OPTION_KEYS = ("max_tokens", "temperature", "top_p", "stop")
+MAX_STOP_CHARS = 64
+# Done reasons: the model finished, max_tokens reached, a stop sequence matched,
+# the client asked to stop (or reset, or went away).
+REASONS = ("end", "length", "stop", "stopped")
+
+
+class ProtocolError(Exception):
+    """A client frame we refuse; `code` and `message` go back to the client as they are."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The stage's caps on what a client may ask for."""
+
+    max_prompt_chars: int = 8000
+    max_tokens_cap: int = 512
+    default_max_tokens: int = 256
+    max_temperature: float = 2.0
+    max_stop_sequences: int = 4
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    max_tokens: int
+    temperature: float | None = None  # None: the engine's default
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChatOptions:
+        """Options as the router dispatched them (already validated)."""
+        return cls(
+            max_tokens=int(data["max_tokens"]),
+            temperature=data.get("temperature"),
+            top_p=data.get("top_p"),
+            stop=tuple(data.get("stop") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Chat:
+    prompt: str
+    options: ChatOptions
+    action: str = field(default="chat", init=False)
+
+
+@dataclass(frozen=True)
+class Stop:
+    action: str = field(default="stop", init=False)
+
+
+@dataclass(frozen=True)
+class Reset:
+    action: str = field(default="reset", init=False)
+
+
+@dataclass(frozen=True)
+class Ping:
+    action: str = field(default="ping", init=False)
+
+
+ClientMessage = Chat | Stop | Reset | Ping
+
+
+def parse_client_message(
+    body: str | bytes | None, *, is_base64: bool = False, limits: Limits | None = None
+) -> ClientMessage:
+    """Validate one client frame; raise `ProtocolError` with the code the client gets."""
+    limits = limits or Limits()
+    if is_base64 or isinstance(body, bytes | bytearray):
+        raise ProtocolError(BAD_REQUEST, "Binary frames are not supported; send JSON text.")
+    if body is None or not body.strip():
+        raise ProtocolError(BAD_JSON, "The message is empty; send a JSON object.")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProtocolError(BAD_JSON, "The message is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_JSON, "The message must be a JSON object.")
+    action = data.get("action")
+    if action not in ACTIONS or not isinstance(action, str):
+        raise ProtocolError(UNKNOWN_ACTION, f"Unknown action; use one of: {', '.join(ACTIONS)}.")
+    if action == "stop":
+        return Stop()
+    if action == "reset":
+        return Reset()
+    if action == "ping":
+        return Ping()
+    return Chat(prompt=_prompt(data.get("prompt"), limits), options=_options(data, limits))
+
+
+def _prompt(value: object, limits: Limits) -> str:
+    if value is None:
+        raise ProtocolError(BAD_REQUEST, "A chat needs a prompt.")
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_REQUEST, "prompt must be a string.")
+    if not value.strip():
+        raise ProtocolError(BAD_REQUEST, "prompt must not be empty.")
+    if len(value) > limits.max_prompt_chars:
+        raise ProtocolError(
+            TOO_LARGE,
+            f"prompt is {len(value)} characters; the limit is {limits.max_prompt_chars}.",
+        )
+    return value
+
+
+def _options(data: dict[str, Any], limits: Limits) -> ChatOptions:
+    raw = data.get("options")
+    if raw is None:
+        return ChatOptions(max_tokens=min(limits.default_max_tokens, limits.max_tokens_cap))
+    if not isinstance(raw, dict):
+        raise ProtocolError(BAD_REQUEST, "options must be an object.")
+    unknown = sorted(str(k) for k in raw if k not in OPTION_KEYS)
+    if unknown:
+        raise ProtocolError(
+            BAD_REQUEST,
+            f"Unknown option {unknown[0]!r}; allowed: {', '.join(OPTION_KEYS)}.",
+        )
+    max_tokens = raw.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = limits.default_max_tokens
+    elif not _is_int(max_tokens) or max_tokens < 1:
+        raise ProtocolError(BAD_REQUEST, "max_tokens must be a whole number of at least 1.")
+    temperature = raw.get("temperature")
+    if temperature is not None and (
+        not _is_number(temperature) or not 0 <= temperature <= limits.max_temperature
+    ):
+        raise ProtocolError(
+            BAD_REQUEST, f"temperature must be a number from 0 to {limits.max_temperature:g}."
+        )
+    top_p = raw.get("top_p")
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
+        raise ProtocolError(BAD_REQUEST, "top_p must be a number above 0 and at most 1.")
+    return ChatOptions(
+        # Clamped, not refused: asking for more than the cap is not an error.
+        max_tokens=min(int(max_tokens), limits.max_tokens_cap),
+        temperature=None if temperature is None else float(temperature),
+        top_p=None if top_p is None else float(top_p),
+        stop=_stop(raw.get("stop"), limits),
+    )
+
+
+def _stop(value: object, limits: Limits) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ProtocolError(BAD_REQUEST, "stop must be a list of strings.")
+    if len(value) > limits.max_stop_sequences:
+        raise ProtocolError(
+            BAD_REQUEST, f"stop may hold at most {limits.max_stop_sequences} sequences."
+        )
+    if any(not 1 <= len(s) <= MAX_STOP_CHARS for s in value):
+        raise ProtocolError(
+            BAD_REQUEST, f"each stop sequence must be 1 to {MAX_STOP_CHARS} characters."
+        )
+    return tuple(value)
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int in Python; true/false is not a token count.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Server messages -------------------------------------------------------------------
+
+
+def status(state: str) -> dict[str, Any]:
+    """`loading` (a cold instance loads the model) or `generating`."""
+    return {"type": "status", "state": state}
+
+
+def delta(text: str, seq: int) -> dict[str, Any]:
+    return {"type": "delta", "text": text, "seq": seq}
+
+
+def done(
+    reason: str,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    init_ms: int,
+    ttft_ms: int | None,
+    tokens_per_s: float,
+) -> dict[str, Any]:
+    if reason not in REASONS:
+        raise ValueError(f"unknown done reason {reason!r}")
+    return {
+        "type": "done",
+        "reason": reason,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+        "timing": {"init_ms": init_ms, "ttft_ms": ttft_ms, "tokens_per_s": tokens_per_s},
+    }
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def pong() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+def reset_done(*, stopped: bool) -> dict[str, Any]:
+    """Acknowledges `reset`: the memory is cleared; `stopped` says a running reply was asked
+    to end (it still ends with its own `done`, reason `stopped`)."""
+    return {"type": "reset", "stopped": stopped}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """The frame as posted: compact UTF-8 JSON (not ASCII-escaped, so sizes stay small)."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()

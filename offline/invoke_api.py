@@ -1,0 +1,126 @@
+"""Lambda's Invoke API over HTTP, so the unchanged boto3 `lambda` client works locally.
+
+`POST /2015-03-31/functions/{FunctionName}/invocations` with `X-Amz-Invocation-Type`
+`RequestResponse` (200 and the payload; `X-Amz-Function-Error: Unhandled` when the
+handler raised), `Event` (202, queued) or `DryRun` (204). `FunctionName` may be a name,
+`name:qualifier`, a partial ARN or a full ARN, with the qualifier also accepted as the
+`Qualifier` query parameter, as Lambda does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+
+from offline.lambda_pool import FunctionPool, LambdaFaults, Throttled
+
+log = logging.getLogger("offline")
+
+# Lambda's payload limits: 6 MB for a synchronous invoke, 1 MB for an asynchronous one.
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_EVENT_PAYLOAD = 1024 * 1024
+
+_ARN = re.compile(
+    r"^(?:arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):)?(?:(?P<account>\d{12}):function:)?"
+    r"(?P<name>[A-Za-z0-9_-]+)(?::(?P<qualifier>[A-Za-z0-9$_-]+))?$"
+)
+
+
+class FunctionRegistry:
+    """The functions of the local account, found by name, alias or ARN."""
+
+    def __init__(self, *, region: str, account_id: str) -> None:
+        self.region = region
+        self.account_id = account_id
+        self._pools: dict[str, FunctionPool] = {}
+
+    def add(self, pool: FunctionPool) -> None:
+        self._pools[pool.spec.name] = pool
+
+    def get(self, name: str) -> FunctionPool:
+        return self._pools[name]
+
+    def pools(self) -> list[FunctionPool]:
+        return list(self._pools.values())
+
+    def resolve(self, function_name: str, qualifier: str | None = None) -> FunctionPool | None:
+        match = _ARN.match(function_name)
+        if not match:
+            return None
+        if match["region"] and match["region"] != self.region:
+            return None
+        if match["account"] and match["account"] != self.account_id:
+            return None
+        pool = self._pools.get(match["name"])
+        if pool is None:
+            return None
+        for q in (match["qualifier"], qualifier):
+            if q and q != "$LATEST" and not q.isdigit() and q not in pool.spec.aliases:
+                return None
+        return pool
+
+
+def add_invoke_routes(
+    app: web.Application, registry: FunctionRegistry, *, faults: LambdaFaults
+) -> None:
+    """Serve the Invoke API on `app`."""
+
+    async def invoke(request: web.Request) -> web.Response:
+        name = request.match_info["function_name"]
+        pool = registry.resolve(name, request.query.get("Qualifier"))
+        if pool is None:
+            arn = f"arn:aws:lambda:{registry.region}:{registry.account_id}:function:{name}"
+            return _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        payload = await request.read()
+        invoked_arn = name if name.startswith("arn:") else f"{pool.arn}"
+        if invocation_type == "DryRun":
+            return web.Response(status=204)
+        if invocation_type not in ("Event", "RequestResponse"):
+            return _error(400, "InvalidParameterValueException", "Invalid InvocationType")
+        limit = MAX_EVENT_PAYLOAD if invocation_type == "Event" else MAX_SYNC_PAYLOAD
+        if len(payload) > limit:
+            return _error(
+                413,
+                "RequestTooLargeException",
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+            )
+        if faults.take_throttle():
+            log.warning("invoke %s: throttled (injected fault)", pool.spec.name)
+            return _throttled()
+        if invocation_type == "Event":
+            request_id = pool.submit_event(
+                payload, invoked_arn=invoked_arn, expire=faults.take_expiry()
+            )
+            return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+        try:
+            result = await pool.invoke(payload, invoked_arn=invoked_arn)
+        except Throttled:
+            log.warning("invoke %s: throttled at reserved concurrency", pool.spec.name)
+            return _throttled()
+        headers = {"X-Amz-Executed-Version": "$LATEST", "Content-Type": "application/json"}
+        if result.function_error:
+            headers["X-Amz-Function-Error"] = result.function_error
+        return web.Response(status=200, body=result.payload, headers=headers)
+
+    app.router.add_post("/2015-03-31/functions/{function_name}/invocations", invoke)
+
+
+def _throttled() -> web.Response:
+    return _error(
+        429,
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+        reason="ReservedFunctionConcurrentInvocationLimitExceeded",
+    )
+
+
+def _error(
+    status: int, error_type: str, message: str, *, reason: str | None = None
+) -> web.Response:
+    body: dict[str, str] = {"Type": "User", "message": message}
+    if reason:
+        body["Reason"] = reason
+    return web.json_response(body, status=status, headers={"x-amzn-ErrorType": error_type})

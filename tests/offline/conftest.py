@@ -1,0 +1,46 @@
+"""The offline twin, started once per session on a free port."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.config import DEV
+from offline.cloud import OfflineCloud
+from tests.offline.twin_helpers import sample_functions
+
+
+@pytest.fixture(scope="session")
+def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("records")
+
+
+@pytest.fixture(scope="session")
+def cloud(record_dir: Path) -> Iterator[OfflineCloud]:
+    logging.getLogger("offline").setLevel(logging.INFO)
+    # Stage throttling and the per-connection rate limit are raised so the many tests
+    # sharing this twin never trip them; their refusals are tested on a twin of their own.
+    config = DEV.with_overrides(
+        {"throttleRateLimit": 1000, "throttleBurstLimit": 2000, "messagesPerMinute": 100000}
+    )
+    twin = OfflineCloud(
+        port=0,
+        config=config,
+        extra_functions=sample_functions(),
+        environment={"RECORD_DIR": str(record_dir), "LLAMA_N_CTX": "2048"},
+    )
+    twin.start()
+    try:
+        yield twin
+    finally:
+        twin.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "cloud" in request.fixturenames:
+        request.getfixturevalue("cloud").faults.reset()

@@ -1,0 +1,263 @@
+"""End-to-end chat through the twin: real WebSocket client, real handlers, real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import websockets
+
+from infra.config import DEV
+from offline.cloud import OfflineCloud
+from tests.offline.twin_helpers import chat, connect, diagnostics, receive, until_done
+
+LONG_PROMPT = "Write a very long story about a dragon who learns to bake bread."
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def items(cloud: OfflineCloud) -> list[dict]:
+    return cloud.table().scan()["Items"]
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_a_reply_streams_in_several_deltas_in_order(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await chat(ws, "Name three colours.", max_tokens=48)
+            return await until_done(ws)
+
+    deltas, done = run(scenario())
+    assert done["type"] == "done", (done, diagnostics(cloud))
+    assert done["reason"] in ("end", "length")
+    assert len(deltas) >= 2
+    assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+    assert "".join(d["text"] for d in deltas).strip()
+    assert done["usage"]["completion_tokens"] > 0
+
+
+def test_stop_ends_a_running_reply(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await chat(ws, LONG_PROMPT, max_tokens=512)
+            while (await receive(ws))["type"] != "delta":
+                pass
+            await ws.send(json.dumps({"action": "stop"}))
+            return await until_done(ws)
+
+    _, done = run(scenario())
+    assert done["type"] == "done", (done, diagnostics(cloud))
+    assert done["reason"] == "stopped"
+    assert done["usage"]["completion_tokens"] < 512
+
+
+def test_a_second_chat_during_a_reply_is_busy_and_the_first_completes(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await chat(ws, LONG_PROMPT, max_tokens=96)
+            while (await receive(ws))["type"] != "delta":
+                pass
+            await chat(ws, "And another thing?")
+            seen = []
+            while True:
+                message = await receive(ws)
+                seen.append(message)
+                if message["type"] == "done":
+                    return seen
+
+    seen = run(scenario())
+    errors = [m for m in seen if m["type"] == "error"]
+    assert [e["code"] for e in errors] == ["busy"], seen
+    assert seen[-1]["reason"] in ("end", "length")
+
+
+def test_turns_are_kept_and_reset_forgets_them(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            for prompt in ("My name is Ada.", "What is my name?"):
+                await chat(ws, prompt, max_tokens=16)
+                _, done = await until_done(ws)
+                assert done["type"] == "done", done
+            [item] = [i for i in items(cloud) if "Ada" in i.get("history", "")]
+            history = json.loads(item["history"])
+            await ws.send(json.dumps({"action": "reset"}))
+            assert await receive(ws) == {"type": "reset", "stopped": False}
+            cleared = cloud.table().get_item(Key={"connectionId": item["connectionId"]})["Item"]
+            return history, json.loads(cleared["history"])
+
+    history, after_reset = run(scenario())
+    assert [t["role"] for t in history] == ["user", "assistant", "user", "assistant"]
+    assert history[0]["content"] == "My name is Ada."
+    assert after_reset == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        ('{"action": "dance"}', "unknown_action"),
+        ('{"prompt": "no action"}', "unknown_action"),
+        (b"\x00\x01binary", "bad_request"),
+        ('{"action": "chat", "prompt": ""}', "bad_request"),
+        ('{"action": "chat", "prompt": "' + "x" * 9000 + '"}', "too_large"),
+        ('{"action": "chat", "prompt": "hi", "options": {"max_tokens": "ten"}}', "bad_request"),
+        ('{"action": "chat", "prompt": "hi", "options": [1]}', "bad_request"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_the_connection_stays(cloud, frame, code):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await ws.send(frame)
+            error = await receive(ws)
+            await ws.send(json.dumps({"action": "ping"}))
+            return error, await receive(ws)
+
+    error, pong = run(scenario())
+    assert error["type"] == "error", error
+    assert error["code"] == code
+    assert error["message"]
+    assert pong == {"type": "pong"}
+
+
+def test_a_frame_over_128_kb_closes_with_1009(cloud):
+    async def scenario():
+        async with connect(cloud, max_size=None) as ws:
+            await ws.send("x" * (128 * 1024 + 1))
+            with pytest.raises(websockets.ConnectionClosed):
+                await receive(ws, 10)
+            return ws.close_code
+
+    assert run(scenario()) == 1009
+
+
+def test_a_frame_of_exactly_128_kb_is_accepted(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await ws.send(json.dumps({"action": "ping", "pad": "x" * (128 * 1024 - 40)}))
+            return await receive(ws)
+
+    assert run(scenario()) == {"type": "pong"}
+
+
+def test_a_foreign_origin_is_refused_with_403(cloud):
+    async def scenario():
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with connect(cloud, origin="https://evil.example"):
+                pass
+        return refused.value.response.status_code
+
+    assert run(scenario()) == 403
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[OfflineCloud]:
+    """A twin of a stage that requires a token (Prod's setting), so it has an authorizer."""
+    twin = OfflineCloud(port=0, config=DEV.with_overrides({"requireToken": True}))
+    twin.start()
+    try:
+        yield twin
+    finally:
+        twin.stop()
+
+
+def test_no_token_is_401_a_wrong_one_403_and_the_right_one_accepted(guarded):
+    async def refused_status(query: str) -> int:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with connect(guarded, query):
+                pass
+        return refused.value.response.status_code
+
+    async def scenario():
+        missing, wrong = await refused_status(""), await refused_status("?token=wrong")
+        async with connect(guarded, f"?token={guarded.token}") as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            pong = await receive(ws)
+        return missing, wrong, pong
+
+    missing, wrong, pong = run(scenario())
+    assert (missing, wrong) == (401, 403)
+    assert pong == {"type": "pong"}
+
+
+def test_a_stage_without_required_token_has_no_authorizer(cloud):
+    # Dev deploys no authorizer (see infra/stateless_stack.py): any token, or none, connects.
+    async def scenario():
+        async with connect(cloud, "?token=anything") as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            return await receive(ws)
+
+    assert run(scenario()) == {"type": "pong"}
+
+
+def test_a_client_that_leaves_mid_reply_stops_it_and_the_next_is_served(cloud):
+    inference = cloud.pool(cloud.names.inference)
+
+    async def leave_mid_reply():
+        async with connect(cloud) as ws:
+            await chat(ws, LONG_PROMPT, max_tokens=512)
+            while (await receive(ws))["type"] != "delta":
+                pass
+            connection_id = cloud.connections.ids()[-1]
+        return connection_id
+
+    connection_id = run(leave_mid_reply())
+    assert wait_for(lambda: not any(i["connectionId"] == connection_id for i in items(cloud)))
+    # The generation stopped: no inference instance stays busy with the vanished client.
+    assert wait_for(lambda: inference.busy == 0, timeout=10), diagnostics(cloud)
+
+    async def next_client():
+        async with connect(cloud) as ws:
+            await chat(ws, "Say hi.", max_tokens=16)
+            return await until_done(ws)
+
+    _, done = run(next_client())
+    assert done["type"] == "done"
+
+
+def test_eight_clients_at_once_each_get_only_their_own_reply(cloud):
+    prompts = [f"Client {n}: name a fruit that starts with {c}." for n, c in enumerate("ABCDEFGH")]
+
+    async def one(prompt):
+        async with connect(cloud) as ws:
+            await chat(ws, prompt, max_tokens=24)
+            deltas, done = await until_done(ws, timeout=180)
+            await asyncio.sleep(0.2)  # anything stray would arrive now
+            try:
+                stray = await asyncio.wait_for(ws.recv(), 0.3)
+            except TimeoutError:
+                stray = None
+            # What the server saved for this prompt, read while the connection still lives
+            saved = await asyncio.to_thread(saved_history, prompt)
+            return prompt, deltas, done, stray, saved
+
+    def saved_history(prompt):
+        for item in items(cloud):
+            history = json.loads(item.get("history", "[]"))
+            if history and history[0]["content"] == prompt:
+                return history
+        return None
+
+    async def scenario():
+        return await asyncio.gather(*(one(p) for p in prompts))
+
+    for _prompt, deltas, done, stray, saved in run(scenario()):
+        assert done["type"] == "done", (done, diagnostics(cloud))
+        assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+        assert stray is None
+        # The reply saved for this client's prompt is exactly the text this client got.
+        assert saved is not None and len(saved) == 2
+        assert saved[1]["content"].strip() == "".join(d["text"] for d in deltas).strip()

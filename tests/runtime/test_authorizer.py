@@ -1,0 +1,85 @@
+"""The $connect authorizer against moto's Secrets Manager."""
+
+from __future__ import annotations
+
+import pytest
+
+from llambda.handlers import authorizer
+
+ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef/dev/$connect"
+
+
+@pytest.fixture
+def secret(lambda_env, moto_server, monkeypatch):
+    from llambda.handlers import aws
+
+    created = moto_server.client("secretsmanager").create_secret(
+        Name=f"token-{id(monkeypatch)}", SecretString="s3cret-token"
+    )
+    monkeypatch.setenv("TOKEN_SECRET_ARN", created["ARN"])
+    aws.settings.cache_clear()
+    authorizer._expected_token.cache_clear()
+    yield created["ARN"]
+    authorizer._expected_token.cache_clear()
+
+
+def authorize(context, token=None):
+    event = {"type": "REQUEST", "methodArn": ARN, "headers": {}, "requestContext": {}}
+    if token is not None:
+        event["queryStringParameters"] = {"token": token}
+    answer = authorizer.handler(event, context)
+    [statement] = answer["policyDocument"]["Statement"]
+    assert statement["Resource"] == ARN and statement["Action"] == "execute-api:Invoke"
+    return statement["Effect"]
+
+
+@pytest.mark.parametrize(
+    ("required", "token", "effect"),
+    [
+        (True, "s3cret-token", "Allow"),
+        (True, "wrong", "Deny"),
+        (True, None, "Deny"),
+        (True, "", "Deny"),
+        (False, None, "Allow"),
+        (False, "s3cret-token", "Allow"),
+        (False, "wrong", "Deny"),  # a token that is given must be right
+    ],
+)
+def test_token_decisions(secret, monkeypatch, context, required, token, effect):
+    from llambda.handlers import aws
+
+    monkeypatch.setenv("REQUIRE_TOKEN", "true" if required else "false")
+    aws.settings.cache_clear()
+    assert authorize(context, token) == effect
+
+
+def test_deny_is_logged_without_the_token(secret, monkeypatch, context, caplog):
+    from llambda.handlers import aws
+
+    monkeypatch.setenv("REQUIRE_TOKEN", "true")
+    aws.settings.cache_clear()
+    assert authorize(context, "guess-123") == "Deny"
+    [denied] = [r for r in caplog.records if r.getMessage() == "connection denied"]
+    assert denied.reason == "wrong token"
+    logged = " ".join(str(vars(r)) for r in caplog.records)
+    assert "guess-123" not in logged and "s3cret-token" not in logged
+
+
+def test_unreadable_secret_denies(lambda_env, monkeypatch, context):
+    from llambda.handlers import aws
+
+    monkeypatch.setenv("TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:nope")
+    monkeypatch.setenv("REQUIRE_TOKEN", "true")
+    aws.settings.cache_clear()
+    authorizer._expected_token.cache_clear()
+    assert authorize(context, "anything") == "Deny"
+    authorizer._expected_token.cache_clear()
+
+
+def test_json_secret_value(lambda_env, moto_server):
+    from llambda.handlers import aws
+
+    arn = moto_server.client("secretsmanager").create_secret(
+        Name="json-token", SecretString='{"token": "abc"}'
+    )["ARN"]
+    assert aws.read_secret(arn, json_key="token") == "abc"

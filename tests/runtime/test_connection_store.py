@@ -1,0 +1,157 @@
+"""The connection store against moto's DynamoDB server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llambda.connections import Busy, ConnectionStore, ReplyState, trim_history
+
+from .conftest import new_id
+
+
+def connect(store, cid=None) -> str:
+    cid = cid or new_id()
+    store.put(cid, source_ip="1.2.3.4", origin="http://localhost:8787", ttl_seconds=7800)
+    return cid
+
+
+def test_put_writes_the_documented_attributes(store):
+    cid = connect(store)
+    item = store.get(cid)
+    assert item["sourceIp"] == {"S": "1.2.3.4"}
+    assert item["origin"] == {"S": "http://localhost:8787"}
+    assert int(item["expiresAt"]["N"]) - int(item["connectedAt"]["N"]) // 1000 == 7800
+    assert json.loads(item["history"]["S"]) == [] and item["epoch"] == {"N": "0"}
+    store.delete(cid)
+    assert store.get(cid) is None
+    store.delete(cid)  # deleting twice is fine
+
+
+def test_one_lease_at_a_time(store):
+    cid = connect(store)
+    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    with pytest.raises(Busy):
+        store.acquire_lease(cid, "r2", 60, ttl_seconds=100)
+    assert not store.release_lease(cid, "r2")  # never someone else's lease
+    assert store.get(cid)["replyId"] == {"S": "r1"}
+    assert store.renew_lease(cid, "r1", 60)
+    assert not store.renew_lease(cid, "r2", 60)
+    assert store.release_lease(cid, "r1")
+    store.acquire_lease(cid, "r2", 60, ttl_seconds=100)
+    assert store.get(cid)["replyId"] == {"S": "r2"}
+
+
+def test_a_crashed_reply_frees_the_connection_when_its_lease_lapses(moto_server, table):
+    clock = {"ms": 1_000_000}
+    store = ConnectionStore(moto_server.client("dynamodb"), table, clock_ms=lambda: clock["ms"])
+    cid = connect(store)
+    store.acquire_lease(cid, "crashed", 60, ttl_seconds=100)  # and never released
+    clock["ms"] += 59_000
+    with pytest.raises(Busy):
+        store.acquire_lease(cid, "next", 60, ttl_seconds=100)
+    clock["ms"] += 2_000
+    store.acquire_lease(cid, "next", 60, ttl_seconds=100)
+    assert store.reply_state(cid, "crashed") is ReplyState.STOP  # the old one must stop
+    assert store.reply_state(cid, "next") is ReplyState.RUN
+
+
+def test_lease_on_a_missing_record_recreates_it(store):
+    cid = new_id()
+    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    item = store.get(cid)
+    assert item["replyId"] == {"S": "r1"} and "expiresAt" in item
+
+
+def test_stop_marks_only_the_running_reply(store):
+    cid = connect(store)
+    assert store.request_stop(cid) is None  # nothing running: no-op
+    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    assert not store.is_stop_requested(cid, "r1")
+    assert store.request_stop(cid) == "r1"
+    assert store.is_stop_requested(cid, "r1")
+    store.release_lease(cid, "r1")
+    store.acquire_lease(cid, "r2", 60, ttl_seconds=100)  # a new reply starts unmarked
+    assert store.reply_state(cid, "r2") is ReplyState.RUN
+    store.delete(cid)
+    assert store.reply_state(cid, "r2") is ReplyState.GONE
+
+
+def test_missing_record_never_raises(store):
+    cid = new_id()
+    assert store.request_stop(cid) is None
+    assert store.reset(cid) is False
+    assert store.release_lease(cid, "r") is False
+    assert store.renew_lease(cid, "r", 60) is False
+    assert store.load_history(cid).turns == []
+    assert not store.save_history(cid, [{"role": "user", "content": "x"}], epoch=0, max_chars=9)
+    assert store.get(cid) is None  # ...and none of them created a record
+    assert store.count_message(cid, 3) is True
+
+
+def test_history_saved_only_while_epoch_unchanged(store):
+    cid = connect(store)
+    history = store.load_history(cid)
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert store.save_history(cid, turns, epoch=history.epoch, max_chars=1000)
+    assert store.load_history(cid).turns == turns
+    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    assert store.reset(cid) is True  # a running reply was asked to stop
+    assert store.is_stop_requested(cid, "r1")
+    after = store.load_history(cid)
+    assert after.turns == [] and after.epoch == history.epoch + 1
+    # The reply that was running when reset came must not bring the old memory back.
+    assert not store.save_history(cid, [*turns, *turns], epoch=history.epoch, max_chars=1000)
+    assert store.load_history(cid).turns == []
+
+
+def test_history_trimmed_oldest_exchange_first(store):
+    cid = connect(store)
+    turns = []
+    for i in range(5):
+        turns += [
+            {"role": "user", "content": f"q{i}" * 10},
+            {"role": "assistant", "content": f"a{i}" * 10},
+        ]
+    store.save_history(cid, turns, epoch=0, max_chars=100)
+    kept = store.load_history(cid).turns
+    assert kept == turns[-4:]
+    assert kept[0]["role"] == "user"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_chars", "kept"),
+    [
+        ([10, 10, 10, 10], 40, 4),
+        ([10, 10, 10, 10], 39, 2),
+        ([10, 10, 10, 10], 19, 0),  # the last exchange alone is too big: keep nothing
+        ([50], 10, 0),
+        ([], 10, 0),
+    ],
+)
+def test_trim_history(sizes, max_chars, kept):
+    roles = ["user", "assistant"]
+    turns = [{"role": roles[i % 2], "content": "x" * n} for i, n in enumerate(sizes)]
+    assert trim_history(turns, max_chars) == turns[len(turns) - kept :]
+
+
+def test_corrupt_history_reads_as_empty(store, moto_server, table):
+    cid = connect(store)
+    moto_server.client("dynamodb").update_item(
+        TableName=table,
+        Key={"connectionId": {"S": cid}},
+        UpdateExpression="SET history = :h",
+        ExpressionAttributeValues={":h": {"S": "{not json"}},
+    )
+    assert store.load_history(cid).turns == []
+
+
+def test_rate_limit_fixed_one_minute_window(moto_server, table):
+    clock = {"ms": 60_000 * 1000 + 5}
+    store = ConnectionStore(moto_server.client("dynamodb"), table, clock_ms=lambda: clock["ms"])
+    cid = connect(store)
+    assert [store.count_message(cid, 3) for _ in range(5)] == [True, True, True, False, False]
+    clock["ms"] += 60_000  # the next window
+    assert store.count_message(cid, 3) is True
+    assert store.get(cid)["rateCount"] == {"N": "1"}

@@ -1,0 +1,75 @@
+"""The async on-failure destination tells the client and frees the lease."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import new_id
+
+
+def record(cid, reply_id, url, *, condition="EventAgeExceeded", function_error=None):
+    response = {"statusCode": 200, "executedVersion": "1"}
+    if function_error:
+        response["functionError"] = function_error
+    return {
+        "version": "1.0",
+        "timestamp": "2026-11-28T01:00:00.000Z",
+        "requestContext": {
+            "requestId": "x",
+            "functionArn": "arn:aws:lambda:us-east-1:1:function:inference:live",
+            "condition": condition,
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": {
+            "connectionId": cid,
+            "replyId": reply_id,
+            "requestId": "r",
+            "callbackUrl": url,
+            "prompt": "hi",
+            "options": {"max_tokens": 8},
+            "dispatchedAt": 0,
+        },
+        "responseContext": response,
+    }
+
+
+@pytest.mark.parametrize(
+    ("condition", "function_error", "code"),
+    [
+        ("EventAgeExceeded", None, "unavailable"),
+        ("RetriesExhausted", None, "unavailable"),
+        ("RetriesExhausted", "Unhandled", "engine_error"),
+    ],
+)
+def test_client_told_and_lease_released(
+    lambda_env, store, connections, context, condition, function_error, code
+):
+    from llambda.handlers import dispatch_failure
+
+    cid, reply_id = new_id(), new_id()
+    peer = connections.connect(cid)
+    store.put(cid, source_ip="", origin="", ttl_seconds=60)
+    store.acquire_lease(cid, reply_id, 60, ttl_seconds=60)
+    event = record(
+        cid, reply_id, connections.endpoint, condition=condition, function_error=function_error
+    )
+    assert dispatch_failure.handler(event, context) == {"notified": 1, "records": 1}
+    [message] = peer.messages
+    assert message["type"] == "error" and message["code"] == code
+    assert "replyId" not in store.get(cid)
+
+
+def test_gone_client_record_deleted_and_queue_records_read(lambda_env, store, connections, context):
+    from llambda.handlers import dispatch_failure
+
+    cid, reply_id = new_id(), new_id()
+    store.put(cid, source_ip="", origin="", ttl_seconds=60)
+    event = {"Records": [{"body": json.dumps(record(cid, reply_id, connections.endpoint))}]}
+    assert dispatch_failure.handler(event, context) == {"notified": 0, "records": 1}
+    assert store.get(cid) is None
+    assert dispatch_failure.handler({"requestContext": {}}, context) == {
+        "notified": 0,
+        "records": 1,
+    }

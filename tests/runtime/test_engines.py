@@ -1,0 +1,225 @@
+"""The engines: real generation with llama.cpp on SmolLM2-135M, and picoLLM up to its
+activation wall (no AccessKey here, no network)."""
+
+from __future__ import annotations
+
+import picollm
+import pytest
+
+from llambda.engines import EngineError, GenerationRequest, load_engine
+from llambda.engines.picollm_engine import (
+    ENDPOINT_REASONS,
+    PicoLLMEngine,
+    build_prompt,
+    describe_error,
+)
+
+
+def ask(prompt: str, **kwargs) -> GenerationRequest:
+    return GenerationRequest(messages=[{"role": "user", "content": prompt}], **kwargs)
+
+
+def test_llama_streams_what_it_returns(llama_engine):
+    pieces = []
+    result = llama_engine.generate(
+        ask("Name three colours.", max_tokens=24, temperature=0), pieces.append, lambda: False
+    )
+    assert result.reason in ("end", "length")
+    assert result.completion_tokens <= 24 and result.prompt_tokens > 5
+    assert "".join(pieces) == result.text and result.text.strip()
+
+
+def test_llama_length(llama_engine):
+    result = llama_engine.generate(
+        ask("Write a long story about a dragon.", max_tokens=5, temperature=0),
+        lambda _: None,
+        lambda: False,
+    )
+    assert (result.reason, result.completion_tokens) == ("length", 5)
+
+
+def test_llama_end(llama_engine):
+    result = llama_engine.generate(
+        ask("Reply with the single word: yes", max_tokens=64, temperature=0),
+        lambda _: None,
+        lambda: False,
+    )
+    assert result.reason == "end" and result.completion_tokens < 64
+
+
+def test_llama_stop_sequence_is_matched_and_not_included(llama_engine):
+    pieces = []
+    result = llama_engine.generate(
+        ask("Count from 1 to 10, one number per line.", max_tokens=80, temperature=0, stop=("5",)),
+        pieces.append,
+        lambda: False,
+    )
+    assert result.reason == "stop"
+    assert "4" in result.text and "5" not in result.text
+    assert "".join(pieces) == result.text
+
+
+def test_llama_should_stop_ends_before_the_next_token(llama_engine):
+    pieces = []
+    result = llama_engine.generate(
+        ask("Write a long story about a dragon.", max_tokens=200, temperature=0),
+        pieces.append,
+        lambda: len(pieces) >= 3,
+    )
+    assert result.reason == "stopped"
+    assert result.completion_tokens == 3 and len(pieces) == 3
+
+
+def test_llama_interrupt_from_another_thread(llama_engine):
+    pieces = []
+
+    def on_text(text):
+        pieces.append(text)
+        if len(pieces) == 2:
+            llama_engine.interrupt()
+
+    result = llama_engine.generate(
+        ask("Write a long story.", max_tokens=200, temperature=0), on_text, lambda: False
+    )
+    assert result.reason == "stopped" and result.completion_tokens == 2
+    # The next generation is not affected by the earlier interrupt.
+    again = llama_engine.generate(ask("Say hi.", max_tokens=3), lambda _: None, lambda: False)
+    assert again.completion_tokens > 0
+
+
+def test_llama_uses_the_gguf_chat_template(llama_engine):
+    tokens = llama_engine.tokenize_messages([{"role": "user", "content": "hello"}])
+    text = llama_engine._llm.detokenize(tokens, special=True).decode()
+    assert "<|im_start|>user\nhello<|im_end|>" in text
+    assert text.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_llama_remembers_earlier_turns(llama_engine):
+    messages = [
+        {"role": "user", "content": "My name is Zebulon."},
+        {"role": "assistant", "content": "Nice to meet you, Zebulon."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    result = llama_engine.generate(
+        GenerationRequest(messages=messages, max_tokens=20, temperature=0),
+        lambda _: None,
+        lambda: False,
+    )
+    assert "Zebulon" in result.text
+
+
+def test_llama_drops_oldest_turns_to_fit_the_context():
+    from llambda.engines.llamacpp_engine import LlamaCppEngine
+    from offline.default_model import default_model_path
+
+    small = LlamaCppEngine.load(str(default_model_path()), n_ctx=512, n_threads=1)
+    old = "word " * 150  # ~150 tokens each
+    messages = [
+        {"role": "user", "content": old},
+        {"role": "assistant", "content": old},
+        {"role": "user", "content": old},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "Say hi."},
+    ]
+    assert len(small.tokenize_messages(messages)) > 450  # all of it would not fit
+    result = small.generate(
+        GenerationRequest(messages=messages, max_tokens=4), lambda _: None, lambda: False
+    )
+    assert result.prompt_tokens + 4 <= 512
+    assert 150 < result.prompt_tokens < 300  # the oldest exchange dropped, the next kept
+
+
+def test_llama_prompt_over_the_context_is_an_engine_error(llama_engine):
+    with pytest.raises(EngineError, match="context"):
+        llama_engine.generate(ask("word " * 9000, max_tokens=4), lambda _: None, lambda: False)
+
+
+def test_load_errors_are_engine_errors(tmp_path):
+    with pytest.raises(EngineError, match="does not exist"):
+        load_engine("llamacpp", str(tmp_path / "missing.gguf"))
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a gguf" * 100)
+    with pytest.raises(EngineError, match="could not load"):
+        load_engine("llamacpp", str(bogus))
+    with pytest.raises(EngineError, match="Unknown engine"):
+        load_engine("tensorflow", "x")
+
+
+# picoLLM -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_pllm(tmp_path):
+    path = tmp_path / "tiny.pllm"
+    path.write_bytes(bytes(range(256)) * 16)
+    return path
+
+
+def test_picollm_create_gets_our_arguments_and_its_error_is_mapped(fake_pllm):
+    seen = {}
+
+    def create(**kwargs):  # the real picollm.create, with its arguments recorded
+        seen.update(kwargs)
+        return picollm.create(**kwargs)
+
+    with pytest.raises(EngineError) as failed:
+        PicoLLMEngine.load(str(fake_pllm), access_key="bogus-access-key", create=create)
+    assert seen == {
+        "access_key": "bogus-access-key",
+        "model_path": str(fake_pllm),
+        "device": "best",
+    }
+    assert isinstance(failed.value.__cause__, picollm.PicoLLMError)
+    message = str(failed.value)
+    assert "picoLLM" in message and "bogus-access-key" not in message
+
+
+def test_picollm_through_load_engine(fake_pllm):
+    with pytest.raises(EngineError, match="picoLLM"):
+        load_engine("picollm", str(fake_pllm), "bogus-access-key")
+    with pytest.raises(EngineError, match="picoLLM"):
+        load_engine("picollm", str(fake_pllm.with_name("missing.pllm")), "bogus-access-key")
+    with pytest.raises(EngineError, match="AccessKey"):
+        load_engine("picollm", str(fake_pllm), None)
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (picollm.PicoLLMActivationError("x"), "activate the AccessKey"),
+        (picollm.PicoLLMActivationLimitError("x"), "activation limit"),
+        (picollm.PicoLLMActivationThrottledError("x"), "throttled"),
+        (picollm.PicoLLMActivationRefusedError("x"), "refused"),
+        (picollm.PicoLLMInvalidArgumentError("x"), "rejected its arguments"),
+        (picollm.PicoLLMKeyError("x"), "rejected the AccessKey"),
+        (picollm.PicoLLMIOError("x"), "could not read the model"),
+        (picollm.PicoLLMMemoryError("x"), "not enough memory"),
+        (picollm.PicoLLMRuntimeError("failed for KEY123"), "picoLLM failed: failed for ***"),
+    ],
+)
+def test_picollm_errors_read_clearly_without_the_key(error, words):
+    assert words in describe_error(error, access_key="KEY123")
+
+
+def test_picollm_endpoints_map_to_our_reasons():
+    assert {e.name: ENDPOINT_REASONS[e.name] for e in picollm.PicoLLMEndpoints} == {
+        "END_OF_SENTENCE": "end",
+        "COMPLETION_TOKEN_LIMIT_REACHED": "length",
+        "STOP_PHRASE_ENCOUNTERED": "stop",
+        "INTERRUPTED": "stopped",
+    }
+
+
+def test_picollm_prompt_uses_its_dialog_class():
+    dialog = picollm.Llama3ChatDialog(history=None)
+    prompt = build_prompt(
+        dialog,
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Bye"},
+        ],
+    )
+    assert prompt.index("Hi") < prompt.index("Hello!") < prompt.index("Bye")
+    assert "<|start_header_id|>user<|end_header_id|>" in prompt
+    assert prompt.rstrip().endswith("<|start_header_id|>assistant<|end_header_id|>")

@@ -1,0 +1,337 @@
+"""The inference function: real generation with llama.cpp streamed through the local
+@connections API, with its state in moto's DynamoDB."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from llambda import protocol
+from llambda.engines import Engine, EngineError, GenerationResult
+from llambda.handlers.inference import Dispatch, EngineSource, run_reply
+from llambda.sender import StreamSender, connection_poster
+from llambda.settings import Settings
+
+from .conftest import new_id
+
+
+class Loaded(EngineSource):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(lambda: engine)
+        self.engine = engine
+
+
+@pytest.fixture
+def settings(table) -> Settings:
+    return Settings(table_name=table)
+
+
+def start(store, connections, *, prompt="Name three colours.", cid=None, **options):
+    """Connect (if needed), take the lease as the router does, and build the dispatch."""
+    if cid is None:
+        cid = new_id()
+        store.put(cid, source_ip="127.0.0.1", origin="", ttl_seconds=600)
+        connections.connect(cid)
+    reply_id = new_id()
+    store.acquire_lease(cid, reply_id, 60, ttl_seconds=600)
+    options.setdefault("max_tokens", 24)
+    options.setdefault("temperature", 0.0)
+    return Dispatch(
+        connection_id=cid,
+        reply_id=reply_id,
+        request_id="r",
+        callback_url=connections.endpoint,
+        prompt=prompt,
+        options=protocol.ChatOptions(**options),
+        dispatched_at=0,
+    )
+
+
+def run(dispatch, store, connections, engines, settings):
+    sender = StreamSender(
+        connection_poster(connections.client(), dispatch.connection_id),
+        coalesce_ms=settings.coalesce_ms,
+    )
+    return run_reply(dispatch, store=store, sender=sender, engines=engines, settings=settings)
+
+
+def test_a_reply_streams_then_finishes(store, connections, llama_engine, settings):
+    connections.faults.latency_ms = 15  # a network between Lambda and API Gateway
+    dispatch = start(store, connections, prompt="Write a short poem about the sea.", max_tokens=40)
+    peer = connections.registry.get(dispatch.connection_id)
+    outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
+    messages = peer.messages
+    assert messages[0] == {"type": "status", "state": "generating"}
+    done = messages[-1]
+    assert done["type"] == "done" and done["reason"] == outcome.reason
+    deltas = [m for m in messages if m["type"] == "delta"]
+    assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+    text = "".join(d["text"] for d in deltas)
+    assert text.strip()
+    # Coalesced: fewer posts than tokens.
+    assert len(deltas) < done["usage"]["completion_tokens"]
+    assert done["usage"]["prompt_tokens"] > 0
+    assert done["timing"]["init_ms"] == 0 and done["timing"]["ttft_ms"] >= 0
+    assert done["timing"]["tokens_per_s"] > 0
+    item = store.get(dispatch.connection_id)
+    assert "replyId" not in item  # lease released
+    history = store.load_history(dispatch.connection_id).turns
+    assert history == [
+        {"role": "user", "content": "Write a short poem about the sea."},
+        {"role": "assistant", "content": text},
+    ]
+
+
+def test_memory_across_turns_and_reset(store, connections, llama_engine, settings):
+    engines = Loaded(llama_engine)
+    first = start(store, connections, prompt="My name is Zebulon.", max_tokens=16)
+    cid = first.connection_id
+    peer = connections.registry.get(cid)
+
+    def usage():
+        return peer.messages[-1]["usage"]["prompt_tokens"]
+
+    run(first, store, connections, engines, settings)
+    alone = usage()
+    run(
+        start(store, connections, cid=cid, prompt="What is my name?"),
+        store,
+        connections,
+        engines,
+        settings,
+    )
+    assert len(store.load_history(cid).turns) == 4
+    assert usage() > alone  # the first exchange was part of the prompt
+    store.reset(cid)
+    run(
+        start(store, connections, cid=cid, prompt="My name is Zebulon."),
+        store,
+        connections,
+        engines,
+        settings,
+    )
+    assert usage() == alone  # forgotten
+    assert len(store.load_history(cid).turns) == 2
+
+
+def test_history_is_trimmed_to_its_cap(store, connections, llama_engine, table):
+    settings = Settings(table_name=table, history_max_chars=150)
+    engines = Loaded(llama_engine)
+    dispatch = start(store, connections, prompt="a" * 100, max_tokens=8)
+    run(dispatch, store, connections, engines, settings)
+    second = start(store, connections, cid=dispatch.connection_id, prompt="b" * 20, max_tokens=8)
+    run(second, store, connections, engines, settings)
+    turns = store.load_history(dispatch.connection_id).turns
+    assert turns[0] == {"role": "user", "content": "b" * 20}  # the older exchange dropped
+    assert sum(len(t["content"]) for t in turns) <= 150
+
+
+def test_stop_through_the_store_ends_with_stopped(store, connections, llama_engine, settings):
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
+    peer = connections.registry.get(dispatch.connection_id)
+    peer.on_message = lambda m: (
+        m["type"] == "delta" and m["seq"] == 0 and store.request_stop(dispatch.connection_id)
+    )
+    outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
+    assert outcome.reason == "stopped" and outcome.completion_tokens < 400
+    assert peer.messages[-1]["reason"] == "stopped"
+    assert "replyId" not in store.get(dispatch.connection_id)
+
+
+def test_a_reset_mid_reply_stops_it_and_keeps_the_memory_empty(
+    store, connections, llama_engine, settings
+):
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
+    peer = connections.registry.get(dispatch.connection_id)
+    peer.on_message = lambda m: (
+        m["type"] == "delta" and m["seq"] == 0 and store.reset(dispatch.connection_id)
+    )
+    outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
+    assert outcome.reason == "stopped"
+    assert store.load_history(dispatch.connection_id).turns == []
+
+
+class Recording(Engine):
+    """The real engine, noting for each token whether the client was already gone."""
+
+    kind = "llamacpp"
+
+    def __init__(self, engine: Engine, gone) -> None:
+        self.engine = engine
+        self.gone = gone
+        self.after_gone = 0
+
+    def interrupt(self) -> None:
+        self.engine.interrupt()
+
+    def generate(self, request, on_text, should_stop):
+        def note(text):
+            if self.gone():
+                self.after_gone += 1
+            on_text(text)
+
+        return self.engine.generate(request, note, should_stop)
+
+
+def test_a_vanished_client_stops_generation_within_one_token(
+    store, connections, llama_engine, settings
+):
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
+    peer = connections.registry.get(dispatch.connection_id)
+    peer.on_message = lambda m: m["type"] == "delta" and peer.vanish()
+    sender = StreamSender(
+        connection_poster(connections.client(), dispatch.connection_id), coalesce_ms=50
+    )
+    engine = Recording(llama_engine, lambda: sender.gone)
+    outcome = run_reply(
+        dispatch, store=store, sender=sender, engines=Loaded(engine), settings=settings
+    )
+    assert outcome.outcome == "gone" and outcome.completion_tokens < 400
+    assert engine.after_gone <= 1
+    assert store.get(dispatch.connection_id) is None  # nothing left behind
+    assert [m["type"] for m in peer.messages] == ["status", "delta"]
+
+
+def test_disconnect_mid_reply_stops_it(store, connections, llama_engine, settings):
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
+    peer = connections.registry.get(dispatch.connection_id)
+    # $disconnect deleted the record while the socket's last posts still land.
+    peer.on_message = lambda m: m["type"] == "delta" and store.delete(dispatch.connection_id)
+    outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
+    assert outcome.outcome == "gone" and outcome.completion_tokens < 400
+    assert store.get(dispatch.connection_id) is None
+
+
+class FailsMidReply(Engine):
+    """Not a generation test: an engine whose failure arrives after some text."""
+
+    kind = "failing"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def interrupt(self) -> None:
+        pass
+
+    def generate(self, request, on_text, should_stop) -> GenerationResult:
+        on_text("Half an ans")
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [EngineError("llama.cpp failed while generating."), RuntimeError("segfault-ish")]
+)
+def test_engine_failure_mid_reply(store, connections, llama_engine, settings, error):
+    dispatch = start(store, connections)
+    peer = connections.registry.get(dispatch.connection_id)
+    outcome = run(dispatch, store, connections, Loaded(FailsMidReply(error)), settings)
+    assert outcome.error_code == "engine_error"
+    last = peer.messages[-1]
+    assert last["type"] == "error" and last["code"] == "engine_error"
+    assert "segfault" not in last["message"]  # no internals leak to the client
+    assert store.load_history(dispatch.connection_id).turns == []
+    # The connection stays usable: the lease is free and the next chat is answered.
+    again = start(store, connections, cid=dispatch.connection_id)
+    run(again, store, connections, Loaded(llama_engine), settings)
+    assert peer.messages[-1]["type"] == "done"
+
+
+def test_cold_start_tells_the_client_then_loads(store, connections, settings):
+    from llambda.engines.llamacpp_engine import LlamaCppEngine
+    from offline.default_model import default_model_path
+
+    engines = EngineSource(lambda: LlamaCppEngine.load(str(default_model_path()), n_threads=1))
+    dispatch = start(store, connections, max_tokens=4)
+    peer = connections.registry.get(dispatch.connection_id)
+    run(dispatch, store, connections, engines, settings)
+    types = [m["type"] for m in peer.messages]
+    assert peer.messages[0] == {"type": "status", "state": "loading"}
+    assert peer.messages[1] == {"type": "status", "state": "generating"}
+    assert types[-1] == "done" and peer.messages[-1]["timing"]["init_ms"] > 0
+    warm = start(store, connections, cid=dispatch.connection_id, max_tokens=4)
+    before = len(peer.texts)
+    run(warm, store, connections, engines, settings)
+    assert peer.messages[before] == {"type": "status", "state": "generating"}
+    assert peer.messages[-1]["timing"]["init_ms"] == 0
+
+
+def test_load_failure_is_an_engine_error_and_frees_the_lease(store, connections, settings):
+    def fail():
+        raise EngineError("picoLLM could not activate the AccessKey.")
+
+    dispatch = start(store, connections)
+    peer = connections.registry.get(dispatch.connection_id)
+    run(dispatch, store, connections, EngineSource(fail), settings)
+    assert peer.messages == [
+        {"type": "status", "state": "loading"},
+        {
+            "type": "error",
+            "code": "engine_error",
+            "message": "picoLLM could not activate the AccessKey.",
+        },
+    ]
+    assert "replyId" not in store.get(dispatch.connection_id)
+
+
+def test_the_lambda_handler_end_to_end(lambda_env, monkeypatch, store, connections, context):
+    """The real entry point with the stack's environment: engine from ENGINE/MODEL_PATH."""
+    from offline.default_model import default_model_path
+
+    monkeypatch.setenv("ENGINE", "llamacpp")
+    monkeypatch.setenv("MODEL_PATH", str(default_model_path()))
+    from llambda.handlers import aws, inference
+
+    aws.settings.cache_clear()
+    monkeypatch.setattr(inference, "ENGINE", EngineSource(inference.load_configured_engine))
+    dispatch = start(store, connections, max_tokens=8)
+    peer = connections.registry.get(dispatch.connection_id)
+    event = {
+        "connectionId": dispatch.connection_id,
+        "replyId": dispatch.reply_id,
+        "requestId": "r",
+        "callbackUrl": "https://abc.execute-api.us-east-1.amazonaws.com/dev",
+        "prompt": "Say hello.",
+        "options": dispatch.options.to_json(),
+        "dispatchedAt": 0,
+    }
+    answer = inference.handler(event, context)
+    assert answer["outcome"] == "done"
+    assert [m["type"] for m in peer.messages][:2] == ["status", "status"]
+    assert peer.messages[-1]["type"] == "done"
+    assert inference.handler({"nonsense": 1}, context) == {"outcome": "invalid"}
+
+
+def test_picollm_without_its_secret_reports_engine_error(lambda_env, moto_server, table):
+    from llambda.handlers import inference
+
+    secret = moto_server.client("secretsmanager").create_secret(
+        Name=new_id().strip("="), SecretString='{"accessKey": "not-a-real-key"}'
+    )
+    settings = Settings(
+        table_name=table,
+        engine="picollm",
+        model_path="/nonexistent/model.pllm",
+        access_key_secret_arn=secret["ARN"],
+    )
+    with pytest.raises(EngineError, match="picoLLM"):
+        inference.load_configured_engine(settings)
+    with pytest.raises(EngineError, match="ACCESS_KEY_SECRET_ARN"):
+        inference.load_configured_engine(Settings(engine="picollm"))
+
+
+def test_concurrent_watcher_and_generation_do_not_deadlock(store, connections, llama_engine, table):
+    # A fast poll cadence exercises the watcher thread against the generating thread.
+    settings = Settings(table_name=table, stop_poll_ms=10, lease_seconds=1)
+    dispatch = start(store, connections, max_tokens=30)
+    done = threading.Event()
+    outcome = None
+
+    def go():
+        nonlocal outcome
+        outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
+        done.set()
+
+    threading.Thread(target=go, daemon=True).start()
+    assert done.wait(120)
+    assert outcome.outcome == "done"

@@ -1,0 +1,156 @@
+"""Every client frame the protocol accepts or refuses, and every server message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llambda import protocol
+from llambda.protocol import Chat, ChatOptions, Limits, Ping, ProtocolError, Reset, Stop
+
+LIMITS = Limits(max_prompt_chars=100, max_tokens_cap=512, default_max_tokens=256)
+
+
+def chat(prompt="hi", **options) -> str:
+    body = {"action": "chat", "prompt": prompt}
+    if options:
+        body["options"] = options
+    return json.dumps(body)
+
+
+ACCEPTED = [
+    ('{"action": "ping"}', Ping()),
+    ('{"action": "stop"}', Stop()),
+    ('{"action": "reset", "extra": 1}', Reset()),
+    (chat(), Chat("hi", ChatOptions(max_tokens=256))),
+    ('{"action": "chat", "prompt": "hi", "options": null}', Chat("hi", ChatOptions(256))),
+    (chat(max_tokens=10), Chat("hi", ChatOptions(max_tokens=10))),
+    (chat(max_tokens=100_000), Chat("hi", ChatOptions(max_tokens=512))),  # clamped
+    (chat(max_tokens=None), Chat("hi", ChatOptions(max_tokens=256))),
+    (chat(temperature=0), Chat("hi", ChatOptions(256, temperature=0.0))),
+    (chat(temperature=2), Chat("hi", ChatOptions(256, temperature=2.0))),
+    (chat(top_p=1), Chat("hi", ChatOptions(256, top_p=1.0))),
+    (chat(top_p=0.01), Chat("hi", ChatOptions(256, top_p=0.01))),
+    (chat(stop=["\n", "x" * 64]), Chat("hi", ChatOptions(256, stop=("\n", "x" * 64)))),
+    (chat(stop=[]), Chat("hi", ChatOptions(256))),
+    (chat("x" * 100), Chat("x" * 100, ChatOptions(256))),
+    (chat("héllo ✓"), Chat("héllo ✓", ChatOptions(256))),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), ACCEPTED)
+def test_accepted(body, expected):
+    assert protocol.parse_client_message(body, limits=LIMITS) == expected
+
+
+REFUSED = [
+    # (body, is_base64, code)
+    ("", False, "bad_json"),
+    ("   ", False, "bad_json"),
+    (None, False, "bad_json"),
+    ("{not json", False, "bad_json"),
+    ("[1, 2]", False, "bad_json"),
+    ('"chat"', False, "bad_json"),
+    ("null", False, "bad_json"),
+    ("[" * 100_000, False, "bad_json"),
+    ('{"action": "chat"', False, "bad_json"),
+    ("eyJhY3Rpb24iOiAicGluZyJ9", True, "bad_request"),  # a binary frame
+    (b'{"action": "ping"}', False, "bad_request"),
+    ("{}", False, "unknown_action"),
+    ('{"action": "dance"}', False, "unknown_action"),
+    ('{"action": 1}', False, "unknown_action"),
+    ('{"action": ["chat"]}', False, "unknown_action"),
+    ('{"action": "CHAT", "prompt": "x"}', False, "unknown_action"),
+    ('{"action": "chat"}', False, "bad_request"),
+    ('{"action": "chat", "prompt": null}', False, "bad_request"),
+    ('{"action": "chat", "prompt": ""}', False, "bad_request"),
+    ('{"action": "chat", "prompt": "  \\n "}', False, "bad_request"),
+    ('{"action": "chat", "prompt": 42}', False, "bad_request"),
+    ('{"action": "chat", "prompt": ["a"]}', False, "bad_request"),
+    (chat("x" * 101), False, "too_large"),
+    ('{"action": "chat", "prompt": "hi", "options": []}', False, "bad_request"),
+    ('{"action": "chat", "prompt": "hi", "options": "fast"}', False, "bad_request"),
+    (chat(max_token=5), False, "bad_request"),  # unknown key
+    (chat(max_tokens=0), False, "bad_request"),
+    (chat(max_tokens=-3), False, "bad_request"),
+    (chat(max_tokens=1.5), False, "bad_request"),
+    (chat(max_tokens="10"), False, "bad_request"),
+    (chat(max_tokens=True), False, "bad_request"),
+    (chat(temperature=-0.1), False, "bad_request"),
+    (chat(temperature=2.01), False, "bad_request"),
+    (chat(temperature="hot"), False, "bad_request"),
+    (chat(temperature=False), False, "bad_request"),
+    ('{"action": "chat", "prompt": "hi", "options": {"temperature": NaN}}', False, "bad_request"),
+    (
+        '{"action": "chat", "prompt": "hi", "options": {"temperature": Infinity}}',
+        False,
+        "bad_request",
+    ),
+    (chat(top_p=0), False, "bad_request"),
+    (chat(top_p=1.5), False, "bad_request"),
+    (chat(top_p=True), False, "bad_request"),
+    (chat(stop="\n"), False, "bad_request"),
+    (chat(stop=[1]), False, "bad_request"),
+    (chat(stop=[""]), False, "bad_request"),
+    (chat(stop=["x" * 65]), False, "bad_request"),
+    (chat(stop=["a", "b", "c", "d", "e"]), False, "bad_request"),
+]
+
+
+@pytest.mark.parametrize(("body", "is_base64", "code"), REFUSED)
+def test_refused(body, is_base64, code):
+    with pytest.raises(ProtocolError) as refused:
+        protocol.parse_client_message(body, is_base64=is_base64, limits=LIMITS)
+    assert refused.value.code == code
+    # A sentence for a person: no traceback, no Python repr.
+    assert refused.value.message.endswith(".")
+    assert "Traceback" not in refused.value.message
+
+
+def test_too_large_names_the_limit():
+    with pytest.raises(ProtocolError) as refused:
+        protocol.parse_client_message(chat("x" * 150), limits=LIMITS)
+    assert "150" in refused.value.message and "100" in refused.value.message
+
+
+def test_default_limits_are_the_stage_defaults():
+    from infra.config import StageConfig
+
+    stage = StageConfig(stage_name="x")
+    assert Limits() == Limits(
+        max_prompt_chars=stage.max_prompt_chars,
+        max_tokens_cap=stage.max_tokens_cap,
+        default_max_tokens=stage.default_max_tokens,
+        max_temperature=stage.max_temperature,
+        max_stop_sequences=stage.max_stop_sequences,
+    )
+
+
+def test_options_round_trip_through_the_dispatch_event():
+    options = ChatOptions(max_tokens=7, temperature=0.5, top_p=0.9, stop=("END",))
+    assert ChatOptions.from_json(json.loads(json.dumps(options.to_json()))) == options
+
+
+def test_server_messages():
+    assert protocol.status("loading") == {"type": "status", "state": "loading"}
+    assert protocol.delta("abc", 3) == {"type": "delta", "text": "abc", "seq": 3}
+    assert protocol.pong() == {"type": "pong"}
+    assert protocol.error("busy", "Wait.") == {"type": "error", "code": "busy", "message": "Wait."}
+    assert protocol.reset_done(stopped=False) == {"type": "reset", "stopped": False}
+    assert protocol.done(
+        "end", prompt_tokens=3, completion_tokens=4, init_ms=0, ttft_ms=12, tokens_per_s=40.5
+    ) == {
+        "type": "done",
+        "reason": "end",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+        "timing": {"init_ms": 0, "ttft_ms": 12, "tokens_per_s": 40.5},
+    }
+    with pytest.raises(ValueError):
+        protocol.done(
+            "oops", prompt_tokens=0, completion_tokens=0, init_ms=0, ttft_ms=0, tokens_per_s=0
+        )
+
+
+def test_encode_is_compact_utf8():
+    assert protocol.encode(protocol.delta("é", 0)) == '{"type":"delta","text":"é","seq":0}'.encode()

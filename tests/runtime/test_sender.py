@@ -1,0 +1,86 @@
+"""The streaming sender against the local @connections API."""
+
+from __future__ import annotations
+
+import time
+
+from llambda import protocol
+from llambda.sender import MAX_DELTA_CHARS, ConnectionGone, StreamSender, connection_poster
+
+from .conftest import new_id
+
+
+def sender_for(connections, cid, **kwargs) -> StreamSender:
+    return StreamSender(connection_poster(connections.client(), cid), **kwargs).start()
+
+
+def test_coalesces_in_order_and_flushes_at_close(connections):
+    cid = new_id()
+    peer = connections.connect(cid)
+    connections.faults.latency_ms = 20  # posts are slower than tokens, as over the internet
+    sender = sender_for(connections, cid, coalesce_ms=50)
+    sender.send(protocol.status("generating"))
+    pieces = [f"t{i} " for i in range(200)]
+    for piece in pieces:
+        sender.push(piece)
+        time.sleep(0.001)  # ~1000 tokens/s
+    sender.close(
+        protocol.done(
+            "end", prompt_tokens=1, completion_tokens=200, init_ms=0, ttft_ms=1, tokens_per_s=1
+        )
+    )
+    messages = peer.messages
+    assert messages[0] == {"type": "status", "state": "generating"}
+    assert messages[-1]["type"] == "done"
+    deltas = [m for m in messages if m["type"] == "delta"]
+    assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+    assert "".join(d["text"] for d in deltas) == "".join(pieces)
+    assert 1 <= len(deltas) < len(pieces) / 4  # coalesced: far fewer posts than tokens
+    assert sender.posts == len(messages)
+
+
+def test_a_huge_delta_is_split_under_the_frame_limit(connections):
+    cid = new_id()
+    peer = connections.connect(cid)
+    sender = sender_for(connections, cid, coalesce_ms=1000)
+    text = "\x01" * (MAX_DELTA_CHARS * 2 + 10)  # escapes to 6 bytes each in JSON
+    sender.push(text)
+    sender.close()
+    deltas = peer.messages
+    assert [d["seq"] for d in deltas] == [0, 1, 2]
+    assert "".join(d["text"] for d in deltas) == text
+    assert max(len(t.encode()) for t in peer.texts) < 32 * 1024
+
+
+def test_gone_sets_the_flag_and_stops_posting(connections):
+    cid = new_id()  # never connected: the first post answers 410
+    sender = sender_for(connections, cid, coalesce_ms=0)
+    sender.push("hello")
+    deadline = time.monotonic() + 10
+    while not sender.gone and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sender.gone and sender.broken and not sender.failed
+    sender.push("more")  # dropped at once, never blocks
+    sender.close(protocol.pong())
+    assert sender.posts == 0
+
+
+def test_other_failures_set_failed_not_gone(connections):
+    cid = new_id()
+    connections.connect(cid)
+    connections.faults.fail_status = 500
+    connections.faults.fail_next = 10  # more than the SDK's bounded retries
+    sender = sender_for(connections, cid)
+    sender.send(protocol.status("generating"))
+    sender.close()
+    assert sender.failed and not sender.gone
+
+
+def test_poster_raises_connection_gone(connections):
+    post = connection_poster(connections.client(), new_id())
+    try:
+        post(b"x")
+    except ConnectionGone:
+        pass
+    else:
+        raise AssertionError("expected ConnectionGone")
