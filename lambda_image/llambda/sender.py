@@ -135,6 +135,8 @@ class StreamSender:
                 for start in range(0, len(text), MAX_DELTA_CHARS):
                     self._send(protocol.delta(text[start : start + MAX_DELTA_CHARS], self.seq))
                     self.seq += 1
+                # Only deltas pace deltas: the first text after `status` goes at once.
+                self._last_post = self._clock()
             else:
                 self._send(item)
             if self.broken:
@@ -155,4 +157,3 @@ class StreamSender:
             self.failed = True
         else:
             self.posts += 1
-            self._last_post = self._clock()

@@ -39,6 +39,22 @@ def test_coalesces_in_order_and_flushes_at_close(connections):
     assert sender.posts == len(messages)
 
 
+def test_the_first_text_after_a_status_is_not_held_back(connections):
+    # A frozen clock: a delta that waited for the interval would wait until close().
+    cid = new_id()
+    peer = connections.connect(cid)
+    sender = sender_for(connections, cid, coalesce_ms=50, clock=lambda: 100.0)
+    sender.send(protocol.status("generating"))
+    sender.push("first")
+    deadline = time.monotonic() + 10
+    while sender.posts < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    posted_before_close = sender.posts
+    sender.close()
+    assert posted_before_close == 2
+    assert peer.messages[1] == {"type": "delta", "text": "first", "seq": 0}
+
+
 def test_a_huge_delta_is_split_under_the_frame_limit(connections):
     cid = new_id()
     peer = connections.connect(cid)
