@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,49 @@ class Engine(ABC):
     @abstractmethod
     def interrupt(self) -> None:
         """Ask the running generation to end at its next token."""
+
+
+class SerialEngine(Engine):
+    """What the real engines share: one generation at a time per loaded model, `interrupt`
+    from any thread, and the runtime's own exceptions turned into `EngineError`."""
+
+    def __init__(self) -> None:
+        self._interrupted = threading.Event()
+        self._lock = threading.Lock()
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> GenerationResult:
+        with self._lock:
+            self._interrupted.clear()
+            try:
+                return self._generate(request, on_text, should_stop)
+            except EngineError:
+                raise
+            except Exception as error:
+                mapped = self._engine_error(error)
+                if mapped is None:
+                    raise
+                raise mapped from error
+
+    @abstractmethod
+    def _generate(
+        self,
+        request: GenerationRequest,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> GenerationResult:
+        """`generate` itself, run under the lock with the interrupt flag cleared."""
+
+    @abstractmethod
+    def _engine_error(self, error: Exception) -> EngineError | None:
+        """The client-safe error for one of the runtime's exceptions, or None to re-raise."""
 
 
 def drop_oldest_turns(

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import codecs
 import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from llambda.engines.base import (
-    Engine,
     EngineError,
     GenerationRequest,
     GenerationResult,
     Message,
+    SerialEngine,
     drop_oldest_turns,
 )
 
@@ -32,7 +31,7 @@ DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(SerialEngine):
     kind = "llamacpp"
 
     def __init__(self, llm: Any, formatter: Any) -> None:
@@ -40,9 +39,8 @@ class LlamaCppEngine(Engine):
 
         self._llm = llm
         self._formatter = formatter
+        super().__init__()
         self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
-        self._interrupted = threading.Event()
-        self._lock = threading.Lock()
 
     @classmethod
     def load(
@@ -90,23 +88,10 @@ class LlamaCppEngine(Engine):
             rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
         )
 
-    def interrupt(self) -> None:
-        self._interrupted.set()
-
-    def generate(
-        self,
-        request: GenerationRequest,
-        on_text: Callable[[str], None],
-        should_stop: Callable[[], bool],
-    ) -> GenerationResult:
-        with self._lock:
-            self._interrupted.clear()
-            try:
-                return self._generate(request, on_text, should_stop)
-            except EngineError:
-                raise
-            except (RuntimeError, ValueError, OSError) as error:
-                raise EngineError("llama.cpp failed while generating.") from error
+    def _engine_error(self, error: Exception) -> EngineError | None:
+        if isinstance(error, (RuntimeError, ValueError, OSError)):
+            return EngineError("llama.cpp failed while generating.")
+        return None
 
     def _generate(
         self,

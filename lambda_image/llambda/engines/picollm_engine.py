@@ -8,16 +8,15 @@ what to fix, without the AccessKey.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from llambda.engines.base import (
-    Engine,
     EngineError,
     GenerationRequest,
     GenerationResult,
     Message,
+    SerialEngine,
     drop_oldest_turns,
 )
 
@@ -70,14 +69,13 @@ def build_prompt(dialog: Any, messages: list[Message]) -> str:
     return dialog.prompt()
 
 
-class PicoLLMEngine(Engine):
+class PicoLLMEngine(SerialEngine):
     kind = "picollm"
 
     def __init__(self, pllm: Any, *, access_key: str = "") -> None:
         self._pllm = pllm
         self._access_key = access_key
-        self._interrupted = threading.Event()
-        self._lock = threading.Lock()
+        super().__init__()
 
     @classmethod
     def load(
@@ -107,25 +105,17 @@ class PicoLLMEngine(Engine):
         return cls(pllm, access_key=access_key)
 
     def interrupt(self) -> None:
-        self._interrupted.set()
+        super().interrupt()
         self._pllm.interrupt()
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        on_text: Callable[[str], None],
-        should_stop: Callable[[], bool],
-    ) -> GenerationResult:
+    def _engine_error(self, error: Exception) -> EngineError | None:
         import picollm
 
-        with self._lock:
-            self._interrupted.clear()
-            try:
-                return self._generate(request, on_text, should_stop)
-            except picollm.PicoLLMError as error:
-                raise EngineError(describe_error(error, access_key=self._access_key)) from error
-            except NotImplementedError as error:  # get_dialog: no template for this model
-                raise EngineError(f"The model {self._pllm.model} has no chat template.") from error
+        if isinstance(error, picollm.PicoLLMError):
+            return EngineError(describe_error(error, access_key=self._access_key))
+        if isinstance(error, NotImplementedError):  # get_dialog: no template for this model
+            return EngineError(f"The model {self._pllm.model} has no chat template.")
+        return None
 
     def _prompt(self, messages: list[Message]) -> str:
         system = next((m["content"] for m in messages if m["role"] == "system"), None)
