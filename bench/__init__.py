@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`) and the cost model (`make cost`)."""

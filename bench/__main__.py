@@ -1,0 +1,234 @@
+"""`make bench`: streaming overhead, cold start parts and synth time, written to docs/bench/.
+
+    python -m bench [--quick] [--tokens N] [--repeats K] [--out DIR]
+
+Every figure is the median of K runs. The engine, the twin and the two senders
+take turns inside each repeat, so drift on a busy machine hits them alike.
+Targets are printed PASS/FAIL for information; the exit status is 0 unless a
+measurement crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import cold_start, synth
+from bench.client import summarize
+from bench.delivered import delivered_run, start_twin, warm_up
+from bench.engine_runs import coalesced_run, engine_run, management_client, per_token_run
+from bench.local_gateway import LocalGateway
+from bench.machine import describe, machine_info
+from bench.report import write
+from bench.targets import check_all
+from bench.tokens import token_counter
+from llambda.engines.llamacpp_engine import LlamaCppEngine
+from offline.default_model import default_model_path
+
+LATENCIES_MS = (0, 10, 30, 100)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _series(runs: list[dict[str, float]], latency_ms: float) -> dict[str, Any]:
+    summary = summarize(runs)
+    return {"latency_ms": latency_ms, **summary, "runs": runs}
+
+
+SERIES = ("delivered", "sender_only", "per_token")
+
+
+def streaming(
+    tokens: int,
+    repeats: int,
+    latencies: tuple[float, ...],
+    *,
+    threads: int,
+    series: tuple[str, ...] = SERIES,
+) -> dict[str, Any]:
+    """Per repeat and latency: the engine alone, then the twin and both senders in turn
+    after it, each compared with that engine run (so drift on a busy machine cancels).
+    The engine gets `threads` threads everywhere: alone, in the twin's worker, behind the
+    senders."""
+    model = str(default_model_path())
+    engine = LlamaCppEngine.load(model, n_threads=threads)
+    count_tokens = token_counter(model)
+    engine_runs: list[dict[str, float]] = []
+    runs: dict[str, dict[float, list[dict[str, float]]]] = {
+        name: {lat: [] for lat in latencies} for name in series
+    }
+    cloud = start_twin(threads)
+    try:
+        with LocalGateway() as gateway:
+            api = management_client(gateway.endpoint_url)
+            short = min(tokens, 16)  # first-run allocations and imports, not measured
+            twin_cold = warm_up(cloud, short)
+            engine_run(engine, short)
+            for warm in (coalesced_run, per_token_run):
+                warm(
+                    engine,
+                    gateway,
+                    api,
+                    tokens=short,
+                    latency_ms=0,
+                    engine_ttft_ms=0,
+                    count_tokens=count_tokens,
+                )
+            for r in range(repeats):
+                for lat in latencies:
+                    base = engine_run(engine, tokens)
+                    engine_runs.append(base)
+                    common = {
+                        "tokens": tokens,
+                        "latency_ms": lat,
+                        "engine_ttft_ms": base["ttft_ms"],
+                        "count_tokens": count_tokens,
+                    }
+                    runners = {
+                        "delivered": partial(delivered_run, cloud),
+                        "sender_only": partial(coalesced_run, engine, gateway, api),
+                        "per_token": partial(per_token_run, engine, gateway, api),
+                    }
+                    measured = {name: runners[name](**common) for name in series}
+                    for name, figures in measured.items():
+                        figures["ratio"] = figures["tokens_per_s"] / base["tokens_per_s"]
+                        runs[name][lat].append(figures)
+                    _log(
+                        f"{threads} threads, repeat {r + 1}/{repeats}, {lat:g} ms: engine "
+                        f"{base['tokens_per_s']:.1f}, "
+                        + ", ".join(
+                            f"{name} {figures['tokens_per_s']:.1f}"
+                            for name, figures in measured.items()
+                        )
+                        + " tokens/s"
+                    )
+    finally:
+        cloud.stop()
+    return {
+        "engine": {**summarize(engine_runs), "runs": engine_runs},
+        **{name: [_series(runs[name][lat], lat) for lat in latencies] for name in series},
+        "twin_cold": twin_cold,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    info = machine_info()
+    info["load_before"] = _load()
+    _log(f"bench on {describe(info)}; load {info['load_before']}")
+    results: dict[str, Any] = {
+        "machine": info,
+        "settings": {
+            "tokens": args.tokens,
+            "repeats": args.repeats,
+            "latencies_ms": list(args.latencies),
+            "llama_threads": os.cpu_count(),
+            "quick": args.quick,
+        },
+    }
+    started = time.perf_counter()
+    cores = os.cpu_count() or 1
+    results.update(streaming(args.tokens, args.repeats, tuple(args.latencies), threads=cores))
+    if cores > 1:
+        # In Lambda, DynamoDB and API Gateway run on other machines; here the twin emulates
+        # them on the function's own cores. Leaving them a core shows what streaming itself
+        # costs the function, apart from what emulating AWS costs this machine.
+        _log("the same, with a core left for the emulated AWS services")
+        results["spare_core"] = streaming(
+            args.tokens,
+            args.repeats,
+            tuple(args.latencies),
+            threads=cores - 1,
+            series=("delivered",),
+        )
+    _log("cold start parts")
+    results["cold_start"] = cold_start.measure(
+        str(default_model_path()), args.repeats, with_image=not args.no_image
+    )
+    if args.no_image:
+        results["cold_start"]["image_added_mb"] = None
+        results["cold_start"]["image_note"] = "skipped (--no-image)"
+    if args.no_synth:
+        results["synth"] = {"cdk_synth_s": None, "cdk_synth_note": "skipped (--no-synth)"}
+    else:
+        _log("cdk synth")
+        results["synth"] = synth.measure(max(1, min(args.repeats, 3)))
+    info["load_after"] = _load()
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = check_all(results)
+    return results
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    e = results["engine"]
+    print(f"engine alone: {e['tokens_per_s']:.1f} tokens/s, TTFT {e['ttft_ms']:.1f} ms")
+    print(
+        "latency | twin: tokens/s ratio +TTFT msg/s | sender only: ratio | per-token: "
+        "tokens/s ratio +TTFT msg/s"
+    )
+    for d, c, p in zip(
+        results["delivered"], results["sender_only"], results["per_token"], strict=True
+    ):
+        print(
+            f"{d['latency_ms']:>5g}ms | {d['tokens_per_s']:7.1f} {d['ratio']:.3f} "
+            f"{d['added_ttft_ms']:6.1f} {d['messages_per_s']:5.1f} | {c['ratio']:.3f} | "
+            f"{p['tokens_per_s']:7.1f} {p['ratio']:.3f} {p['added_ttft_ms']:6.1f} "
+            f"{p['messages_per_s']:5.1f}"
+        )
+    c = results["cold_start"]
+    print(
+        f"import: inference {c['inference_import_ms']} ms, router {c['router_import_ms']} ms; "
+        f"engine load {c['engine_load_ms']} ms; image adds {c.get('image_added_mb')} MB; "
+        f"cdk synth {results['synth'].get('cdk_synth_s')} s"
+    )
+    spare = results.get("spare_core")
+    if spare:
+        print(
+            f"with a core left for the emulated AWS services: engine alone "
+            f"{spare['engine']['tokens_per_s']:.1f} tokens/s"
+        )
+        for d in spare["delivered"]:
+            print(
+                f"{d['latency_ms']:>5g}ms | {d['tokens_per_s']:7.1f} {d['ratio']:.3f} "
+                f"{d['added_ttft_ms']:6.1f} {d['messages_per_s']:5.1f}"
+            )
+    for t in results["targets"]:
+        value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
+        print(f"[{'PASS' if t['pass'] else 'FAIL'}] {t['name']}: {value} (target {t['target']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run: few tokens, 1 repeat")
+    parser.add_argument("--tokens", type=int, help="tokens per reply (default 256; quick 48)")
+    parser.add_argument("--repeats", type=int, help="runs per figure (default 5; quick 1)")
+    parser.add_argument("--out", type=Path, default=Path("docs/bench"))
+    parser.add_argument(
+        "--latencies", type=float, nargs="+", default=list(LATENCIES_MS), metavar="MS"
+    )
+    parser.add_argument("--no-image", action="store_true", help="skip the image size install")
+    parser.add_argument("--no-synth", action="store_true", help="skip timing `cdk synth`")
+    args = parser.parse_args(argv)
+    args.tokens = args.tokens or (48 if args.quick else 256)
+    args.repeats = args.repeats or (1 if args.quick else 5)
+    if args.tokens < 2 or args.repeats < 1:
+        parser.error("--tokens must be at least 2 and --repeats at least 1")
+    results = run(args)
+    paths = write(results, args.out)
+    print_summary(results)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""A WebSocket client that timestamps every message of one reply, as a browser sees them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+from bench.stats import median
+
+
+@dataclass
+class Arrivals:
+    """Messages of one reply with their `time.perf_counter()` arrival times."""
+
+    messages: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def final(self) -> dict[str, Any] | None:
+        for _, message in reversed(self.messages):
+            if message.get("type") in ("done", "error"):
+                return message
+        return None
+
+    def delta_times(self) -> list[float]:
+        return [t for t, m in self.messages if m.get("type") == "delta"]
+
+
+class RecordingClient:
+    """Connects, then records each reply's messages on a reader thread."""
+
+    def __init__(self, url: str, *, origin: str | None = None) -> None:
+        self.ws: ClientConnection = connect(
+            url,
+            origin=origin,
+            max_size=None,
+            open_timeout=30,  # type: ignore[arg-type]
+        )
+        self._current = Arrivals()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="bench-client")
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self.ws:
+                now = time.perf_counter()
+                message = json.loads(raw)
+                with self._lock:
+                    current = self._current
+                current.messages.append((now, message))
+                if message.get("type") in ("done", "error"):
+                    current.done.set()
+        except Exception:  # closed: whoever waits times out or has its reply already
+            pass
+
+    def expect_reply(self) -> Arrivals:
+        """Start recording a new reply; call before the reply can begin."""
+        with self._lock:
+            self._current = Arrivals()
+            return self._current
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(message))
+
+    def close(self) -> None:
+        self.ws.close()
+        self._reader.join(timeout=5)
+
+
+def stream_figures(
+    arrivals: Arrivals,
+    *,
+    started: float,
+    completion_tokens: int,
+    engine_ttft_ms: float | None,
+    count_tokens: Callable[[str], int],
+) -> dict[str, float]:
+    """Tokens/s between the first and last text a reader sees, TTFT, and message rate.
+
+    The rate counts the tokens that arrived after the first delta over the time from the
+    first delta to the last, as the engine's counts the tokens after its first: a first
+    delta that carries several tokens (held while an earlier post was in flight) must not
+    count them as delivered in no time.
+    """
+    deltas = [(t, m) for t, m in arrivals.messages if m.get("type") == "delta"]
+    if not deltas:
+        raise RuntimeError(f"no text arrived; last message: {arrivals.final()}")
+    times = [t for t, _ in deltas]
+    first_tokens = min(max(count_tokens(deltas[0][1].get("text", "")), 1), completion_tokens)
+    span = times[-1] - times[0]
+    if len(times) > 1 and span > 0:
+        tokens_per_s = (completion_tokens - first_tokens) / span
+    else:
+        # The whole reply came in one delta: time it from when generation began, as the
+        # client learns it (the `generating` status), or from the request.
+        began = next((t for t, m in arrivals.messages if m.get("state") == "generating"), started)
+        tokens_per_s = completion_tokens / max(times[0] - began, 1e-6)
+    figures = {
+        "completion_tokens": completion_tokens,
+        "deltas": len(times),
+        "first_delta_tokens": first_tokens,
+        "ttft_ms": (times[0] - started) * 1000,
+        "tokens_per_s": tokens_per_s,
+        "messages_per_s": (len(times) - 1) / span if span > 0 else 0.0,
+        "peak_messages_in_1s": peak_in_window(times, 1.0),
+        "reply_s": span,
+    }
+    if engine_ttft_ms is not None:
+        figures["added_ttft_ms"] = figures["ttft_ms"] - engine_ttft_ms
+    return figures
+
+
+def peak_in_window(times: list[float], window: float) -> int:
+    """The most arrivals in any `window` seconds."""
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Median of every figure across runs."""
+    keys = runs[0].keys()
+    return {k: round(median([r[k] for r in runs]), 3) for k in keys}

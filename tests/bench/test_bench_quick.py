@@ -1,0 +1,142 @@
+"""`python -m bench --quick` runs end to end and writes every figure (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.client import Arrivals, peak_in_window, stream_figures
+from bench.targets import TARGETS
+
+REPO = Path(__file__).resolve().parents[2]
+TOKENS = 48
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--tokens",
+            str(TOKENS),
+            "--no-image",
+            "--no-synth",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=280,
+    )
+    return json.loads((out / "results.json").read_text()), out
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+@pytest.mark.slow
+def test_writes_json_table_and_plot(results):
+    data, out = results
+    assert (out / "delivered_tps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "results.md").read_text()
+    assert data["machine"]["cpu"] in table
+    for target in data["targets"]:
+        assert target["name"] in table
+
+
+@pytest.mark.slow
+def test_every_figure_is_present(results):
+    data, _ = results
+    for key in ("cpu", "cores", "ram_gib", "os", "python", "date"):
+        assert data["machine"][key]
+    assert _number(data["engine"]["tokens_per_s"]) and _number(data["engine"]["ttft_ms"])
+    for series in ("delivered", "sender_only", "per_token"):
+        assert [r["latency_ms"] for r in data[series]] == [0, 10, 30, 100]
+        for row in data[series]:
+            for key in ("tokens_per_s", "ratio", "ttft_ms", "added_ttft_ms", "messages_per_s"):
+                assert _number(row[key]), (series, row["latency_ms"], key)
+    if data["machine"]["cores"] > 1:  # the same twin run with a core left for emulation
+        spare = data["spare_core"]
+        assert _number(spare["engine"]["tokens_per_s"])
+        assert [r["latency_ms"] for r in spare["delivered"]] == [0, 10, 30, 100]
+        assert all(_number(r["ratio"]) for r in spare["delivered"])
+    cold = data["cold_start"]
+    for key in ("inference_import_ms", "router_import_ms", "engine_load_ms"):
+        assert _number(cold[key]) and cold[key] > 0
+    assert cold["image_note"] == "skipped (--no-image)"
+    assert "cdk_synth_s" in data["synth"]
+    assert len(data["targets"]) == len(TARGETS)
+    assert all(isinstance(t["pass"], bool) and _number(t["value"]) for t in data["targets"])
+
+
+@pytest.mark.slow
+def test_every_run_generates_the_same_token_count(results):
+    data, _ = results
+    runs = data["engine"]["runs"] + [
+        run
+        for series in ("delivered", "sender_only", "per_token")
+        for row in data[series]
+        for run in row["runs"]
+    ]
+    assert {run["completion_tokens"] for run in runs} == {TOKENS}
+
+
+@pytest.mark.slow
+def test_per_token_sender_posts_every_token_and_the_twin_coalesces(results):
+    data, _ = results
+    for row in data["per_token"]:
+        assert all(run["deltas"] == TOKENS for run in row["runs"])
+    for series in ("delivered", "sender_only"):
+        for row in data[series]:
+            assert all(1 <= run["deltas"] <= TOKENS for run in row["runs"]), series
+
+
+def test_first_delta_tokens_are_not_counted_as_delivered_in_no_time():
+    arrivals = Arrivals()
+    arrivals.messages = [
+        (10.0, {"type": "status", "state": "generating"}),
+        (10.1, {"type": "delta", "text": "a b c d", "seq": 0}),  # 4 tokens held back
+        (11.1, {"type": "delta", "text": " e f", "seq": 1}),
+        (12.1, {"type": "delta", "text": " g h", "seq": 2}),
+        (12.2, {"type": "done", "reason": "length"}),
+    ]
+    figures = stream_figures(
+        arrivals,
+        started=10.0,
+        completion_tokens=8,
+        engine_ttft_ms=50.0,
+        count_tokens=lambda text: len(text.split()),
+    )
+    assert figures["tokens_per_s"] == pytest.approx((8 - 4) / 2.0)
+    assert figures["ttft_ms"] == pytest.approx(100.0)
+    assert figures["added_ttft_ms"] == pytest.approx(50.0)
+    assert figures["messages_per_s"] == pytest.approx(1.0)
+    assert peak_in_window([0.0, 0.1, 0.5, 1.05, 1.2], 1.0) == 3
+
+
+def test_a_reply_in_one_delta_is_timed_from_the_generating_status():
+    arrivals = Arrivals()
+    arrivals.messages = [
+        (10.0, {"type": "status", "state": "generating"}),
+        (10.5, {"type": "delta", "text": "a b c d", "seq": 0}),
+        (10.6, {"type": "done", "reason": "length"}),
+    ]
+    figures = stream_figures(
+        arrivals,
+        started=9.9,
+        completion_tokens=4,
+        engine_ttft_ms=None,
+        count_tokens=lambda text: len(text.split()),
+    )
+    assert figures["tokens_per_s"] == pytest.approx(4 / 0.5)
+    assert figures["messages_per_s"] == 0.0
