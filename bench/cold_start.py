@@ -55,17 +55,22 @@ print(round((time.perf_counter() - t) * 1000, 3))
 """
 
 
-def import_ms(module: str, env: dict[str, str]) -> float:
-    """Milliseconds to import `module` in a fresh interpreter (interpreter start excluded)."""
+def _snippet_ms(code: str, env: dict[str, str], timeout: float) -> float:
+    """Run `code` in a fresh interpreter; it prints the milliseconds it measured last."""
     out = subprocess.run(
-        [sys.executable, "-c", _IMPORT_SNIPPET.format(module=module)],
+        [sys.executable, "-c", code],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=timeout,
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def import_ms(module: str, env: dict[str, str]) -> float:
+    """Milliseconds to import `module` in a fresh interpreter (interpreter start excluded)."""
+    return _snippet_ms(_IMPORT_SNIPPET.format(module=module), env, timeout=120)
 
 
 def slowest_imports(module: str, env: dict[str, str], top: int = 5) -> list[dict[str, Any]]:
@@ -101,15 +106,7 @@ print(round((time.perf_counter() - t) * 1000, 3))
 
 def engine_load_ms(model_path: str, env: dict[str, str]) -> float:
     """Milliseconds for `load_engine` in a fresh interpreter (engine imports included)."""
-    out = subprocess.run(
-        [sys.executable, "-c", _LOAD_SNIPPET.format(path=model_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return _snippet_ms(_LOAD_SNIPPET.format(path=model_path), env, timeout=300)
 
 
 def folder_bytes(root: Path, *, exclude_suffixes: tuple[str, ...] = MODEL_SUFFIXES) -> int:

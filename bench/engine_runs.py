@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from bench.client import Arrivals, RecordingClient, stream_figures
+from bench.client import RecordingClient, stream_figures
 from bench.local_gateway import LocalGateway
 from bench.workload import engine_request
 from infra.config import DEV
@@ -50,9 +50,14 @@ def management_client(endpoint_url: str) -> Any:
 
 
 def _harness_reply(
-    gateway: LocalGateway, latency_ms: float, serve: Callable[[str], int]
-) -> tuple[Arrivals, float, int]:
-    """Open a connection, let `serve(connection_id)` answer it; the client's record."""
+    gateway: LocalGateway,
+    latency_ms: float,
+    serve: Callable[[str], int],
+    *,
+    engine_ttft_ms: float,
+    count_tokens: Callable[[str], int],
+) -> dict[str, float]:
+    """Open a connection, let `serve(connection_id)` answer it; what the client saw."""
     gateway.faults.latency_ms = latency_ms
     known = set(gateway.registry.ids())
     client = RecordingClient(gateway.ws_url)
@@ -65,7 +70,13 @@ def _harness_reply(
             raise TimeoutError("the reply never finished")
     finally:
         client.close()
-    return arrivals, started, completion_tokens
+    return stream_figures(
+        arrivals,
+        started=started,
+        completion_tokens=completion_tokens,
+        engine_ttft_ms=engine_ttft_ms,
+        count_tokens=count_tokens,
+    )
 
 
 def per_token_run(
@@ -95,13 +106,8 @@ def per_token_run(
         post({"type": "done", "reason": result.reason})
         return result.completion_tokens
 
-    arrivals, started, completion_tokens = _harness_reply(gateway, latency_ms, serve)
-    return stream_figures(
-        arrivals,
-        started=started,
-        completion_tokens=completion_tokens,
-        engine_ttft_ms=engine_ttft_ms,
-        count_tokens=count_tokens,
+    return _harness_reply(
+        gateway, latency_ms, serve, engine_ttft_ms=engine_ttft_ms, count_tokens=count_tokens
     )
 
 
@@ -135,11 +141,6 @@ def coalesced_run(
         )
         return result.completion_tokens
 
-    arrivals, started, completion_tokens = _harness_reply(gateway, latency_ms, serve)
-    return stream_figures(
-        arrivals,
-        started=started,
-        completion_tokens=completion_tokens,
-        engine_ttft_ms=engine_ttft_ms,
-        count_tokens=count_tokens,
+    return _harness_reply(
+        gateway, latency_ms, serve, engine_ttft_ms=engine_ttft_ms, count_tokens=count_tokens
     )
