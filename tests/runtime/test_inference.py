@@ -335,3 +335,39 @@ def test_concurrent_watcher_and_generation_do_not_deadlock(store, connections, l
     threading.Thread(target=go, daemon=True).start()
     assert done.wait(120)
     assert outcome.outcome == "done"
+
+
+def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, llama_engine, table):
+    from llambda.connections import Busy
+
+    # Polls every 0.5 s and a 2 s lease, shorter than the load: the watcher must renew
+    # the lease while the model loads, and see a stop that arrives meanwhile.
+    settings = Settings(table_name=table, stop_poll_ms=500, lease_seconds=2)
+    release = threading.Event()
+
+    def slow_load():
+        assert release.wait(30)
+        return llama_engine
+
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
+    store.renew_lease(dispatch.connection_id, dispatch.reply_id, 2)  # the router's lease
+    peer = connections.registry.get(dispatch.connection_id)
+    outcome = None
+
+    def go():
+        nonlocal outcome
+        outcome = run(dispatch, store, connections, EngineSource(slow_load), settings)
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    threading.Event().wait(4.5)  # over twice the lease, still loading
+    with pytest.raises(Busy):
+        store.acquire_lease(dispatch.connection_id, new_id(), 1, ttl_seconds=600)
+    store.request_stop(dispatch.connection_id)
+    threading.Event().wait(1.2)  # the watcher's next poll sees the mark
+    release.set()
+    worker.join(120)
+    assert outcome.outcome == "done" and outcome.reason == "stopped"
+    assert outcome.completion_tokens == 0  # stopped before the first token
+    assert peer.messages[0] == {"type": "status", "state": "loading"}
+    assert peer.messages[-1]["reason"] == "stopped"
