@@ -72,6 +72,11 @@ def streaming(
     try:
         with LocalGateway() as gateway:
             api = management_client(gateway.endpoint_url)
+            runners = {
+                "delivered": partial(delivered_run, cloud),
+                "sender_only": partial(coalesced_run, engine, gateway, api),
+                "per_token": partial(per_token_run, engine, gateway, api),
+            }
             short = min(tokens, 16)  # first-run allocations and imports, not measured
             twin_cold = warm_up(cloud, short)
             engine_run(engine, short)
@@ -94,11 +99,6 @@ def streaming(
                         "latency_ms": lat,
                         "engine_ttft_ms": base["ttft_ms"],
                         "count_tokens": count_tokens,
-                    }
-                    runners = {
-                        "delivered": partial(delivered_run, cloud),
-                        "sender_only": partial(coalesced_run, engine, gateway, api),
-                        "per_token": partial(per_token_run, engine, gateway, api),
                     }
                     measured = {name: runners[name](**common) for name in series}
                     for name, figures in measured.items():

@@ -178,23 +178,26 @@ def run_reply(
     watcher: ReplyWatcher | None = None
     sender.start()
     try:
+        engine = engines.engine
+
+        def interrupt_engine() -> None:
+            if engine is not None:  # a stop during the load is seen at the first token
+                engine.interrupt()
+
         # Watch from the start: a cold load of a large model can outlast the lease the
         # router took, and a stop may come while it loads.
-        interrupts: list[Callable[[], None]] = []
         watcher = ReplyWatcher(
             store,
             cid,
             dispatch.reply_id,
             poll_s=settings.stop_poll_ms / 1000,
             lease_seconds=settings.lease_seconds,
-            on_stop=lambda: [interrupt() for interrupt in interrupts],
+            on_stop=interrupt_engine,
         ).start()
-        engine = engines.engine
         init_ms = 0
         if engine is None:
             sender.send(protocol.status("loading"))
             engine, init_ms = engines.load()
-        interrupts.append(engine.interrupt)
         history = store.load_history(cid)
         sender.send(protocol.status("generating"))
         first_token_at: float | None = None
