@@ -21,15 +21,42 @@ INFRA_STAMP := $(VENV)/.stamp-infra
 NPM_STAMP := node_modules/.stamp-npm
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help setup dev test lint format synth ls bench cost clean browser
+.PHONY: help setup wheel twin-synth dev test lint format synth ls bench cost clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): pyproject.toml
+# llama.cpp is compiled with the inference image's own CMake flags (the Dockerfile's
+# `ENV CMAKE_ARGS` owns them): a generic AVX2 x86-64 build, never the build machine's CPU,
+# so a wheel built on one host runs on every other and on Lambda. pip's own cache keys a
+# wheel it built only by the sdist, not the flags, so the wheel is built with pip's cache
+# off into a folder keyed by version, flags and Python, and installed from there.
+DOCKERFILE := lambda_image/Dockerfile
+LLAMA_CMAKE_ARGS := $(shell sed -n 's/^ENV CMAKE_ARGS="\(.*\)"$$/\1/p' $(DOCKERFILE))
+LLAMA_PIN := $(shell grep -E '^llama-cpp-python==' lambda_image/requirements.txt)
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llambda/wheels
+WHEEL_DIR = $(WHEEL_CACHE)/$(shell printf '%s|%s|%s' '$(LLAMA_PIN)' '$(LLAMA_CMAKE_ARGS)' \
+	"$$($(PYTHON) -c 'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_platform())')" \
+	| sha256sum | cut -c1-16)
+WHEEL_STAMP = $(WHEEL_DIR)/.built
+
+$(WHEEL_STAMP):
+	@test -n '$(LLAMA_CMAKE_ARGS)' || { echo "no ENV CMAKE_ARGS line in $(DOCKERFILE)"; exit 1; }
+	@echo "building $(LLAMA_PIN) with CMAKE_ARGS=\"$(LLAMA_CMAKE_ARGS)\" (once per flags; several minutes)"
+	rm -rf $(WHEEL_DIR).tmp && mkdir -p $(WHEEL_DIR).tmp
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(PYTHON) -m pip wheel --quiet --disable-pip-version-check \
+		--no-cache-dir --no-deps --no-binary llama-cpp-python -w $(WHEEL_DIR).tmp '$(LLAMA_PIN)'
+	rm -rf $(WHEEL_DIR) && mv $(WHEEL_DIR).tmp $(WHEEL_DIR) && touch $@
+
+wheel: $(WHEEL_STAMP) ## build llama.cpp's wheel with the image's flags (make dev/test do it)
+	@ls $(WHEEL_DIR)/*.whl
+
+$(VENV_STAMP): pyproject.toml $(DOCKERFILE) lambda_image/requirements.txt | $(WHEEL_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --group dev
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+		--no-index --find-links $(WHEEL_DIR) '$(LLAMA_PIN)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --find-links $(WHEEL_DIR) --group dev
 	$(MAKE_PTH)
 	touch $@ $(INFRA_STAMP)
 
@@ -61,11 +88,34 @@ setup: $(VENV_STAMP) $(NPM_STAMP) ## create .venv and node_modules
 
 browser: $(CHROMIUM) ## install Debian's Chromium for the browser tests
 
-dev: $(VENV_STAMP) ## run the whole chat locally: open the printed address
-	$(PY) -m offline --port $(PORT) $(ARGS)
+# `make dev` runs the Dev stage as `cdk synth` writes it, with the tiny open model on
+# llama.cpp (no AccessKey). Extra context: make dev CONTEXT="-c Dev.provisionedConcurrency=1"
+TWIN_STAGE := Dev
+TWIN_OUT := cdk.out.dev
+MODELS_DIR := lambda_image/models
+TWIN_MODEL = $(shell $(PY) -m offline.default_model)
+TWIN_CONTEXT = -c $(TWIN_STAGE).engine=llamacpp -c $(TWIN_STAGE).modelFile=$(notdir $(TWIN_MODEL)) $(CONTEXT)
+# The image's pip step installs llama.cpp from the wheel built above, not from source again.
+export PIP_FIND_LINKS = $(WHEEL_DIR)
 
-test: $(VENV_STAMP) $(NPM_STAMP) $(CHROMIUM) lint ## every test (what CI runs)
-	$(PY) -m pytest
+# Synthesize again only when what the stage is built from changed (a content hash).
+twin-synth: $(VENV_STAMP) $(NPM_STAMP)
+	@test -f $(MODELS_DIR)/$(notdir $(TWIN_MODEL)) || install -m 0644 $(TWIN_MODEL) $(MODELS_DIR)/
+	@inputs=$$( { echo '$(TWIN_CONTEXT)'; \
+		find app.py cdk.json infra lambda_image web_client -type f \
+			-not -path '*/__pycache__/*' -not -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; \
+		} | sha256sum | cut -c1-16 ); \
+	if [ "$$(cat $(TWIN_OUT)/.inputs 2>/dev/null)" != "$$inputs" ]; then \
+		echo "synthesizing $(TWIN_STAGE) into $(TWIN_OUT)"; \
+		rm -rf $(TWIN_OUT) && npx cdk synth --quiet -o $(TWIN_OUT) $(TWIN_CONTEXT) >/dev/null \
+			&& echo "$$inputs" > $(TWIN_OUT)/.inputs; \
+	fi
+
+dev: twin-synth ## run the Dev stage locally (the chat): open the printed address
+	$(PY) -m offline --assembly $(TWIN_OUT) --stage $(TWIN_STAGE) --port $(PORT) $(ARGS)
+
+test: twin-synth $(CHROMIUM) lint ## every test (what CI runs)
+	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m pytest
 
 lint: $(VENV_STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .
@@ -88,4 +138,4 @@ cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost
 
 clean: ## remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out .pytest_cache .ruff_cache .hypothesis
+	rm -rf cdk.out $(TWIN_OUT) .pytest_cache .ruff_cache .hypothesis

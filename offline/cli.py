@@ -1,6 +1,7 @@
-"""`python -m offline`: the whole chat on one machine (what `make dev` runs).
+"""`python -m offline`: run a synthesized stage on this machine (what `make dev` runs).
 
-Prints the web client's address and the WebSocket URL, each on its own line, then one
+Reads the stage from a cloud assembly (`cdk.out`), prints what it emulates and what it
+does not, then the page's address and the WebSocket URL, each on its own line, then one
 log line per connection, reply and error. Ctrl-C or SIGTERM stops everything.
 """
 
@@ -12,25 +13,31 @@ import os
 import signal
 import sys
 import threading
+import time
+from pathlib import Path
 
-from infra.config import DEV, STAGES
 from offline.cloud import OfflineCloud
-from offline.default_model import default_model_path
+from offline.template import StageAssembly
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m offline",
-        description="Run the chat locally on a twin of API Gateway, Lambda and DynamoDB.",
+        description="Run a synthesized CDK stage locally: its WebSocket API, functions, "
+        "tables, secrets and IAM, read from the templates.",
     )
+    parser.add_argument("--assembly", type=Path, default=Path("cdk.out"), help="cdk.out folder")
+    parser.add_argument("--stage", help="the stage's id (default: the assembly's only stage)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("PORT", "8787")), help="0 picks a free one"
-    )
-    parser.add_argument("--engine", choices=("llamacpp", "picollm"), default="llamacpp")
-    parser.add_argument(
-        "--model",
-        help="model file: a GGUF for llamacpp (default: SmolLM2-135M), a .pllm for picollm",
     )
     parser.add_argument(
         "--post-latency-ms",
@@ -38,23 +45,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="added to every @connections call, to see streaming at cloud latency",
     )
-    parser.add_argument("--stage", choices=sorted(STAGES), default=DEV.stage_name)
-    parser.add_argument("--token", help="the $connect token (default: a random one)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="llama.cpp threads per inference instance"
+        "--env",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add a variable to every function's environment (a local knob)",
+    )
+    parser.add_argument(
+        "--secret",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="a secret's value instead of the template's (construct path or logical id)",
+    )
+    parser.add_argument(
+        "--no-iam", action="store_true", help="do not enforce the roles' policies (debugging)"
     )
     parser.add_argument(
         "--verbose", action="store_true", help="also show every function's own log output"
     )
     args = parser.parse_args(argv)
-    if args.engine == "picollm" and not args.model:
-        parser.error("--engine picollm needs --model PATH to a .pllm file")
-    if args.engine == "picollm" and not os.environ.get("PICOVOICE_ACCESS_KEY"):
-        parser.error("--engine picollm needs your AccessKey in PICOVOICE_ACCESS_KEY")
+    if args.stage is None:
+        stages = StageAssembly.stages(args.assembly)
+        if len(stages) != 1:
+            parser.error(f"--stage is needed: {args.assembly} has {', '.join(stages) or 'none'}")
+        args.stage = stages[0]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S"
@@ -63,38 +86,33 @@ def main(argv: list[str] | None = None) -> int:
         logging.DEBUG if args.verbose else logging.WARNING
     )
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    model = args.model or str(default_model_path())
+    log = logging.getLogger("offline")
     cloud = OfflineCloud(
+        assembly=args.assembly,
+        stage=args.stage,
         host=args.host,
         port=args.port,
-        config=STAGES[args.stage],
-        engine=args.engine,
-        model_path=model,
-        access_key=os.environ.get("PICOVOICE_ACCESS_KEY") if args.engine == "picollm" else None,
+        environment=dict(args.env),
+        secrets=dict(args.secret),
         post_latency_ms=args.post_latency_ms,
-        token=args.token,
-        llama_threads=args.threads,
+        enforce_iam=not args.no_iam,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     cloud.start()
+    for line in cloud.describe():
+        log.info("%s", line)
     print(cloud.http_url, flush=True)
     print(cloud.ws_url, flush=True)
-    logging.getLogger("offline").info(
-        "stage %s, engine %s, model %s%s",
-        args.stage,
-        args.engine,
-        model,
-        f", @connections latency {args.post_latency_ms:g} ms" if args.post_latency_ms else "",
-    )
-    if cloud.config.require_token:
-        print(f"token: append ?token={cloud.token} to the WebSocket URL", flush=True)
+    log.info("ready in %.1f s", time.monotonic() - started)
+    if args.post_latency_ms:
+        log.info("@connections latency %g ms", args.post_latency_ms)
     try:
         while not stop.wait(1):
             pass
     finally:
-        logging.getLogger("offline").info("stopping")
+        log.info("stopping")
         cloud.stop()
     return 0
 

@@ -1,27 +1,30 @@
-"""`OfflineCloud`: the whole local twin in one object, used by `make dev` and by tests.
+"""`OfflineCloud`: the local twin of one synthesized stage, used by `make dev` and tests.
 
-One aiohttp server on one port serves the web client (`/`, `/config.json`), the
-WebSocket API (`/dev`), its `@connections` API (`/dev/@connections/{id}`) and Lambda's
-Invoke API (`/2015-03-31/functions/...`). Behind it: moto's server (DynamoDB, Secrets
-Manager) in its own process, reached through a fault-injecting proxy, and a pool of
-worker processes per function running the real handlers with the environment the stack
-gives them (`infra.config`), pointed at these local endpoints.
+It reads the stage from `cdk.out` (`offline.blueprint`) and runs it on one aiohttp server
+on one port: the stage's page (`/`), its WebSocket API (`/{stage}`), the `@connections`
+API (`/{stage}/@connections/{id}`) and Lambda's Invoke API (`/2015-03-31/functions/...`).
+Behind it: moto's server (DynamoDB, Secrets Manager) in its own process, reached through
+a proxy that enforces each caller's IAM role and can inject faults, and per function a
+pool of isolated worker processes running the code CDK staged for it.
 
-    cloud = OfflineCloud(port=0)
+    cloud = OfflineCloud(assembly=Path("cdk.out"), stage="Beta", port=0)
     cloud.start()
-    ... cloud.ws_url, cloud.http_url, cloud.faults ...
+    ... cloud.ws_url, cloud.http_url, cloud.faults, cloud.function("Orders/Handler") ...
     cloud.stop()
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
-import secrets
-import threading
-from collections.abc import Awaitable, Mapping, Sequence
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,56 +32,42 @@ from typing import Any, TypeVar
 import boto3
 from aiohttp import web
 
-from infra.config import DEV, StageConfig
-from offline import events
+from offline import blueprint, events
+from offline.access import AccessControl
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
-from offline.default_model import default_model_path
+from offline.event_queue import AsyncConfig
 from offline.fault_proxy import AwsFaults, create_proxy_app
 from offline.gateway import GatewayConfig, GatewayLimits, WebSocketGateway
+from offline.iam import connections_target
+from offline.image import build_image
 from offline.invoke_api import FunctionRegistry, add_invoke_routes
-from offline.lambda_pool import (
-    REPO_ROOT,
-    FunctionPool,
+from offline.lambda_function import (
     FunctionSpec,
     InvokeResult,
     LambdaFaults,
+    LocalFunction,
     Throttled,
 )
 from offline.moto_process import MotoProcess
+from offline.runtimes import Runtimes
+from offline.serving import Server
 from offline.static_site import add_static_routes
+from offline.template import Resolver, StageAssembly
 
 log = logging.getLogger("offline")
 
 T = TypeVar("T")
 
-REGION = "us-east-1"
+DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
-API_ID = "offline01"
-TABLE_NAME = "llambda-connections"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+# What the twin's own calls to moto sign with (moto accepts any credentials).
+TWIN_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "aws_session_token": "testing",
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Handlers:
-    """The entry point of each function (tests may swap in their own)."""
-
-    router: str = "llambda.handlers.router.handler"
-    inference: str = "llambda.handlers.inference.handler"
-    authorizer: str = "llambda.handlers.authorizer.handler"
-    dispatch_failure: str = "llambda.handlers.dispatch_failure.handler"
-
-
-@dataclass(frozen=True, kw_only=True)
-class FunctionNames:
-    router: str = "llambda-router"
-    inference: str = "llambda-inference"
-    authorizer: str = "llambda-authorizer"
-    dispatch_failure: str = "llambda-dispatch-failure"
-    inference_alias: str = "live"
+# Where laid-out images keep their expensive layers (pip installs) between runs.
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "offline-twin"
 
 
 @dataclass
@@ -98,69 +87,67 @@ class Faults:
 
 
 class OfflineCloud:
-    """The local twin of API Gateway (WebSocket + @connections), Lambda and DynamoDB."""
+    """The local twin of a stage's API Gateway (WebSocket + @connections), Lambda and data."""
 
     def __init__(
         self,
         *,
+        assembly: Path,
+        stage: str,
         host: str = "127.0.0.1",
         port: int = 0,
-        config: StageConfig = DEV,
-        engine: str = "llamacpp",
-        model_path: str | Path | None = None,
-        access_key: str | None = None,
-        post_latency_ms: float = 0,
-        token: str | None = None,
-        authorizer: bool | None = None,
-        handlers: Handlers | None = None,
-        limits: GatewayLimits | None = None,
-        web_root: Path | None = None,
-        llama_threads: int = 1,
-        router_instances: int = 4,
-        extra_functions: Sequence[FunctionSpec] = (),
         environment: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        limits: GatewayLimits | None = None,
+        post_latency_ms: float = 0,
+        enforce_iam: bool = True,
+        local_cap: int = 4,
+        extra_functions: Sequence[FunctionSpec] = (),
+        rewrite_function: Callable[[FunctionSpec], FunctionSpec] | None = None,
+        cache_dir: Path = CACHE_DIR,
     ) -> None:
+        self.assembly_dir = Path(assembly)
+        self.stage_id = stage
         self.host = host
         self._requested_port = port
         self.port = 0
-        self.config = config
-        self.engine = engine
-        self.model_path = str(model_path) if model_path else None
-        self.access_key = access_key
-        self.token = token or secrets.token_urlsafe(24)
-        # Like the stack: the $connect authorizer exists where the stage requires a token.
-        self.use_authorizer = config.require_token if authorizer is None else authorizer
-        self.handlers = handlers or Handlers()
-        self.names = FunctionNames()
-        self.limits = limits or GatewayLimits(
-            throttle_rate=config.throttle_rate_limit, throttle_burst=config.throttle_burst_limit
-        )
-        self.web_root = web_root or REPO_ROOT / "web_client"
-        self.llama_threads = llama_threads
-        self.router_instances = router_instances
-        self.extra_functions = tuple(extra_functions)
-        # Added to every function's environment (e.g. LLAMA_N_CTX, or test settings)
+        # Local knobs added to every function's environment (e.g. a thread count).
         self.environment = dict(environment or {})
-        self.stage_path = config.stage_name.lower()
+        # Secret values to use instead of the template's (by construct path or logical id).
+        self.secret_overrides = dict(secrets or {})
+        self.limits = limits or GatewayLimits()
+        self.local_cap = local_cap
+        self.extra_functions = tuple(extra_functions)
+        self.rewrite_function = rewrite_function
+        self.cache_dir = cache_dir
         self.faults = Faults(connections=ConnectionsFaults(latency_ms=post_latency_ms))
+        self.access = AccessControl(enforce=enforce_iam)
         self.connections = ConnectionRegistry()
-        self.functions = FunctionRegistry(region=REGION, account_id=ACCOUNT_ID)
-        self.token_secret_arn = ""
-        self.access_key_secret_arn: str | None = None
+        self.secrets: dict[str, str] = {}  # construct path -> value, as created
+        self.tables: dict[str, str] = {}  # construct path -> table name
+        self.not_emulated: list[blueprint.Skipped] = []
+        self.functions: FunctionRegistry | None = None
+        self.api: blueprint.ApiPlan | None = None
+        self._assembly: StageAssembly | None = None
+        self._resolver: Resolver | None = None
         self._moto = MotoProcess(host)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._runners: list[web.AppRunner] = []
+        self._runtimes = Runtimes()
+        self._layouts = Path(tempfile.mkdtemp(prefix="twin-images-"))
+        self._server = Server(host)
+        self._site: dict[str, bytes | Path] = {}  # filled once the twin's URLs are known
         self._gateway: WebSocketGateway | None = None
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper: asyncio.Future | None = None
         self.proxy_url = ""
 
     # -- addresses --------------------------------------------------------------------
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.port}/"
+
+    @property
+    def stage_path(self) -> str:
+        assert self.api is not None, "start the twin first"
+        return self.api.stage
 
     @property
     def ws_url(self) -> str:
@@ -173,36 +160,62 @@ class OfflineCloud:
 
     @property
     def moto_url(self) -> str:
-        """moto's server directly (no faults): for inspecting state in tests."""
+        """moto's server directly (no IAM, no faults): for inspecting state in tests."""
         return self._moto.url
 
     @property
-    def inference_arn(self) -> str:
-        return (
-            f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:"
-            f"{self.names.inference}:{self.names.inference_alias}"
-        )
+    def region(self) -> str:
+        assembly = self._assembly
+        return (assembly.region if assembly else None) or DEFAULT_REGION
 
-    def table(self) -> Any:
-        """The connection table (boto3 resource, straight to moto, no injected faults)."""
-        return boto3.resource(
-            "dynamodb", endpoint_url=self.moto_url, region_name=REGION, **_boto_credentials()
-        ).Table(TABLE_NAME)
+    def resource(self, reference: str) -> Any:
+        """A template resource by logical id or construct path suffix (e.g. "Orders")."""
+        assert self._assembly is not None, "start the twin first"
+        return self._assembly.find(reference)
 
-    def pool(self, name: str) -> FunctionPool:
+    def function(self, reference: str) -> LocalFunction:
+        """A running function by name, logical id or construct path suffix."""
+        assert self.functions is not None, "start the twin first"
+        with contextlib.suppress(KeyError):
+            return self.functions.get(reference)
+        name = self._resolver.ref(self._function_resource(reference))  # type: ignore[union-attr]
         return self.functions.get(name)
 
+    def _function_resource(self, reference: str) -> Any:
+        assert self._assembly is not None
+        candidates = [
+            r
+            for r in self._assembly.resources("AWS::Lambda::Function")
+            if r.logical_id == reference
+            or r.construct_path.endswith(f"/{reference}")
+            or f"/{reference}/" in r.construct_path
+        ]
+        if len(candidates) != 1:
+            raise KeyError(f"{reference!r} names {len(candidates)} functions")
+        return candidates[0]
+
+    def secret(self, reference: str) -> str:
+        """A secret's value, by part of its construct path (e.g. "Orders/ApiKey")."""
+        matches = [v for path, v in self.secrets.items() if reference in path]
+        if len(matches) != 1:
+            raise KeyError(f"{reference!r} names {len(matches)} secrets")
+        return matches[0]
+
+    def table(self, reference: str = "") -> Any:
+        """A table (boto3 resource, straight to moto: no IAM, no faults)."""
+        names = [name for path, name in self.tables.items() if reference in path]
+        if len(names) != 1:
+            raise KeyError(f"{reference!r} names {len(names)} tables")
+        return boto3.resource(
+            "dynamodb", endpoint_url=self.moto_url, region_name=self.region, **TWIN_CREDENTIALS
+        ).Table(names[0])
+
     # -- lifecycle --------------------------------------------------------------------
-    def start(self, timeout: float = 60) -> OfflineCloud:
-        self._moto.start()
+    def start(self, timeout: float = 600) -> OfflineCloud:
         try:
-            self._create_resources()
-            self._thread = threading.Thread(target=self._run, daemon=True, name="offline")
-            self._thread.start()
-            if not self._ready.wait(timeout):
-                raise RuntimeError("the offline twin did not start in time")
-            if self._start_error is not None:
-                raise RuntimeError("the offline twin failed to start") from self._start_error
+            self._moto.start()
+            self._read_stage()
+            self._server.start(self._astart, timeout=timeout)
         except BaseException:
             self.stop()
             raise
@@ -210,17 +223,10 @@ class OfflineCloud:
 
     def stop(self) -> None:
         """Stop everything: connections, workers, servers, moto. Safe to call twice."""
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive() and loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self._astop(), loop)
-            try:
-                future.result(30)
-            except Exception:
-                log.exception("error while stopping the twin")
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(30)
-        self._loop = self._thread = None
+        self._server.stop(self._astop)
         self._moto.stop()
+        self._runtimes.close()
+        shutil.rmtree(self._layouts, ignore_errors=True)
 
     def __enter__(self) -> OfflineCloud:
         return self.start()
@@ -230,71 +236,118 @@ class OfflineCloud:
 
     def run(self, coro: Awaitable[T], timeout: float = 60) -> T:
         """Run a coroutine on the twin's loop from another thread (tests)."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+        return self._server.run(coro, timeout)
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._astart())
-        except BaseException as exc:
-            self._start_error = exc
-            loop.run_until_complete(self._astop())
-            loop.close()
-            self._ready.set()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    # -- reading the stage ----------------------------------------------------------------
+    def _read_stage(self) -> None:
+        """Tables and secrets first: their physical ids resolve everything else."""
+        assembly = StageAssembly.load(self.assembly_dir, self.stage_id)
+        resolver = Resolver(
+            assembly, region=assembly.region or DEFAULT_REGION, account_id=ACCOUNT_ID
+        )
+        self._assembly, self._resolver = assembly, resolver
+        session = boto3.Session(region_name=self.region, **TWIN_CREDENTIALS)
+        dynamodb = session.client("dynamodb", endpoint_url=self.moto_url)
+        tables, secret_plans = blueprint.data_plans(assembly, resolver)
+        for table in tables:
+            dynamodb.create_table(**table.create_table)
+            if table.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=table.create_table["TableName"],
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+                )
+            self.tables[table.resource.construct_path] = table.create_table["TableName"]
+        secretsmanager = session.client("secretsmanager", endpoint_url=self.moto_url)
+        for plan in secret_plans:
+            value = self._secret_override(plan.resource) or plan.value
+            arn = secretsmanager.create_secret(Name=plan.name, SecretString=value)["ARN"]
+            resolver.set(plan.resource, ref=arn)
+            self.secrets[plan.resource.construct_path] = value
+        self.api = blueprint.api_plan(assembly, resolver)
+        self._plans, skipped = blueprint.function_plans(assembly, resolver)
+        self.not_emulated = blueprint.not_emulated(assembly, skipped)
+        for role_arn, documents in blueprint.role_policies(assembly, resolver).items():
+            self.access.add_role(role_arn, documents)
 
-    async def _astart(self) -> None:
-        # The fault proxy in front of moto, on its own free port
-        proxy = web.AppRunner(create_proxy_app(self.moto_url, self.faults.aws), access_log=None)
-        await proxy.setup()
-        self._runners.append(proxy)
-        proxy_site = web.TCPSite(proxy, self.host, 0)
-        await proxy_site.start()
-        self.proxy_url = f"http://{self.host}:{_bound_port(proxy_site)}"
+    def _secret_override(self, resource: Any) -> str | None:
+        for reference, value in self.secret_overrides.items():
+            if reference == resource.logical_id or resource.construct_path.endswith(reference):
+                return value
+            if f"/{reference}/" in resource.construct_path:
+                return value
+        return None
 
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        api = events.Api(api_id=API_ID, stage=self.stage_path, region=REGION, account_id=ACCOUNT_ID)
-        routes = {
-            "$connect": self.names.router,
-            "$disconnect": self.names.router,
-            "$default": self.names.router,
-        }
+    def localize(self, value: str) -> str:
+        """The stage's public addresses, as this twin serves them (the twin's DNS)."""
+        assert self.api is not None and self._assembly is not None and self._resolver
+        suffix = "amazonaws.com"
+        api_host = f"{self.api.api_id}.execute-api.{self.region}.{suffix}"
+        value = re.sub(rf"wss://{re.escape(api_host)}", f"ws://{self.host}:{self.port}", value)
+        value = re.sub(rf"https://{re.escape(api_host)}", f"http://{self.host}:{self.port}", value)
+        for dist in self._assembly.resources("AWS::CloudFront::Distribution"):
+            domain = self._resolver.get_att(dist, "DomainName")
+            value = value.replace(f"https://{domain}", f"http://{self.host}:{self.port}")
+        return value
+
+    # -- serving ------------------------------------------------------------------------
+    async def _astart(self, app: web.Application) -> None:
+        assert self.api is not None and self._assembly is not None and self._resolver
+        api = self.api
+        proxy_port = await self._server.serve_app(
+            create_proxy_app(
+                self.moto_url,
+                self.faults.aws,
+                access=self.access,
+                region=self.region,
+                account_id=ACCOUNT_ID,
+                secret_arn=self._secret_arn,
+            )
+        )
+        self.proxy_url = f"http://{self.host}:{proxy_port}"
+        self.functions = FunctionRegistry(region=self.region, account_id=ACCOUNT_ID)
+        names = {plan.arn: plan.name for plan in self._plans}
+        routes = {route.route_key: names[route.function_arn] for route in api.routes}
+        authorizer = api.authorizer
         self._gateway = WebSocketGateway(
             GatewayConfig(
-                api=api,
+                api=events.Api(
+                    api_id=api.api_id, stage=api.stage, region=self.region, account_id=ACCOUNT_ID
+                ),
                 routes=routes,
-                authorizer=self.names.authorizer if self.use_authorizer else None,
-                limits=self.limits,
+                route_selection_expression=api.route_selection_expression,
+                authorizer=names[authorizer.function_arn] if authorizer else None,
+                identity_sources=authorizer.identity_sources if authorizer else (),
+                limits=dataclasses.replace(
+                    self.limits, throttle_rate=api.throttle_rate, throttle_burst=api.throttle_burst
+                ),
             ),
             invoke=self._invoke_json,
             registry=self.connections,
         )
         add_connections_routes(
-            app, self.connections, stage=self.stage_path, faults=self.faults.connections
+            app,
+            self.connections,
+            stage=api.stage,
+            faults=self.faults.connections,
+            authorize=self._authorize_connections,
         )
-        add_invoke_routes(app, self.functions, faults=self.faults.invoke)
+        add_invoke_routes(app, self.functions, faults=self.faults.invoke, access=self.access)
         self._gateway.add_routes(app)
-        add_static_routes(app, self.web_root, site_config=lambda: {"websocketUrl": self.ws_url})
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
-        await runner.setup()
-        self._runners.append(runner)
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        await site.start()
-        self.port = _bound_port(site)
-
+        add_static_routes(app, self._site)
+        port = await self._server.serve_app(app, self._requested_port, main=True)
+        self.port = port
+        self._site.update(blueprint.site_files(self._assembly, self._resolver, self.localize))
         for spec in self._function_specs():
-            self.functions.add(
-                FunctionPool(
-                    spec, region=REGION, account_id=ACCOUNT_ID, on_failure=self._on_failure
-                )
+            function = LocalFunction(
+                spec,
+                region=self.region,
+                account_id=ACCOUNT_ID,
+                cwd=Path(spec.code_paths[0]) if spec.code_paths else Path.cwd(),
+                credentials=self.access.credentials_for(spec.name, spec.role_arn),
+                destination=self._deliver_failure,
             )
+            self.functions.add(function)
+        await asyncio.gather(*(f.start() for f in self.functions.all()))
         self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def _astop(self) -> None:
@@ -303,151 +356,180 @@ class OfflineCloud:
         if self._gateway is not None:
             await self._gateway.close_all()
             await self._gateway.drain()
-        await asyncio.gather(
-            *(pool.close() for pool in self.functions.pools()), return_exceptions=True
-        )
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        if self.functions is not None:
+            await asyncio.gather(*(f.close() for f in self.functions.all()), return_exceptions=True)
 
     async def _sweep(self) -> None:
+        assert self.functions is not None
         while True:
             await asyncio.sleep(0.5)
-            for pool in self.functions.pools():
-                pool.expire_old_events()
+            for function in self.functions.all():
+                function.expire_old_events()
+
+    def _secret_arn(self, name: str) -> str | None:
+        assert self._assembly is not None and self._resolver is not None
+        for res in self._assembly.resources("AWS::SecretsManager::Secret"):
+            arn = self._resolver.ref(res)
+            if name in (arn, arn.rsplit("-", 1)[0], arn.split(":secret:", 1)[-1].rsplit("-", 1)[0]):
+                return arn
+        return None
+
+    async def _authorize_connections(
+        self, request: web.Request, connection_id: str
+    ) -> web.Response | None:
+        assert self.api is not None
+        target = connections_target(
+            request.method,
+            self.api.api_id,
+            self.api.stage,
+            connection_id,
+            region=self.region,
+            account_id=ACCOUNT_ID,
+        )
+        denial = self.access.check("execute-api", request.headers, [target])
+        if denial is None:
+            return None
+        return web.Response(status=denial.status, body=denial.body, headers=denial.headers)
 
     # -- functions ----------------------------------------------------------------------
     async def _invoke_json(self, name: str, event: dict[str, Any]) -> InvokeResult:
         """API Gateway's synchronous call of an integration or authorizer."""
+        assert self.functions is not None
         try:
             return await self.functions.get(name).invoke(json.dumps(event).encode())
         except Throttled:
             error = {"errorMessage": "Rate Exceeded.", "errorType": "TooManyRequestsException"}
             return InvokeResult(json.dumps(error).encode(), "Unhandled")
 
-    async def _on_failure(self, spec: FunctionSpec, record: dict[str, Any]) -> None:
+    async def _deliver_failure(self, destination_arn: str, record: dict[str, Any]) -> None:
         """Lambda's on-failure destination: an asynchronous invoke with the record."""
-        assert spec.on_failure is not None
+        assert self.functions is not None
+        function = self.functions.resolve(destination_arn)
         condition = record["requestContext"]["condition"]
-        log.warning("%s: event failed (%s); sent to %s", spec.name, condition, spec.on_failure)
-        self.functions.get(spec.on_failure).submit_event(json.dumps(record).encode())
+        if function is None:
+            log.warning(
+                "event failed (%s); destination %s is not emulated", condition, destination_arn
+            )
+            return
+        log.warning("event failed (%s); sent to %s", condition, function.spec.name)
+        function.submit_event(json.dumps(record).encode(), invoked_arn=destination_arn)
 
-    def _local_environment(self) -> dict[str, str]:
+    def _service_environment(self) -> dict[str, str]:
+        """Where each SDK client of a function goes: this twin's endpoints."""
         return {
-            **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL_DYNAMODB": self.proxy_url,
             # The SDK derives the name from the service id "Secrets Manager".
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.proxy_url,
             "AWS_ENDPOINT_URL_LAMBDA": f"http://{self.host}:{self.port}",
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url,
-            **self.environment,
         }
 
-    def stage_config(self) -> StageConfig:
-        """The stage config with this twin's own page origins allowed (any port)."""
-        config = self.config
-        if config.allowed_origins and self.port:
-            own = (f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}")
-            origins = tuple(dict.fromkeys((*config.allowed_origins, *own)))
-            config = dataclasses.replace(config, allowed_origins=origins)
-        return config
-
     def _function_specs(self) -> list[FunctionSpec]:
-        config, names, local = self.stage_config(), self.names, self._local_environment()
-        model = self.model_path or str(default_model_path())
-        router_env = config.router_environment(
-            table_name=TABLE_NAME, inference_function=self.inference_arn
-        )
-        inference_env = config.inference_environment(
-            table_name=TABLE_NAME, access_key_secret_arn=self.access_key_secret_arn
-        )
-        inference_env.update(
-            {"ENGINE": self.engine, "MODEL_PATH": model, "LLAMA_THREADS": str(self.llama_threads)}
-        )
-        failure_env = config.dispatch_failure_environment(table_name=TABLE_NAME)
-        specs = [
-            FunctionSpec(
-                name=names.router,
-                handler=self.handlers.router,
-                environment={**router_env, **local},
-                timeout_seconds=config.router_timeout_seconds,
-                memory_mb=config.router_memory_mb,
-                local_cap=self.router_instances,
-            ),
-            FunctionSpec(
-                name=names.inference,
-                handler=self.handlers.inference,
-                environment={**inference_env, **local},
-                timeout_seconds=config.inference_timeout_seconds,
-                memory_mb=config.inference_memory_mb,
-                reserved_concurrency=config.reserved_concurrency,
-                aliases=(names.inference_alias,),
-                max_event_age_seconds=config.dispatch_max_event_age_seconds,
-                max_retry_attempts=0,
-                on_failure=names.dispatch_failure,
-            ),
-            FunctionSpec(
-                name=names.dispatch_failure,
-                handler=self.handlers.dispatch_failure,
-                environment={**failure_env, **local},
-                timeout_seconds=config.router_timeout_seconds,
-                memory_mb=config.router_memory_mb,
-                local_cap=2,
-            ),
-        ]
-        if self.use_authorizer:
+        services = self._service_environment()
+        specs = []
+        for plan in self._plans:
+            spec = self._lay_out(plan)
+            spec = dataclasses.replace(
+                spec, environment={**spec.environment, **services, **self.environment}
+            )
+            specs.append(self.rewrite_function(spec) if self.rewrite_function else spec)
+        runtime = str(self._runtimes.python_packages())
+        for spec in self.extra_functions:
             specs.append(
-                FunctionSpec(
-                    name=names.authorizer,
-                    handler=self.handlers.authorizer,
-                    environment={
-                        **config.authorizer_environment(token_secret_arn=self.token_secret_arn),
-                        **local,
-                    },
-                    timeout_seconds=config.router_timeout_seconds,
-                    memory_mb=config.router_memory_mb,
-                    local_cap=2,
+                dataclasses.replace(
+                    spec,
+                    environment={**services, **self.environment, **spec.environment},
+                    code_paths=(*spec.code_paths, runtime),
                 )
             )
-        for spec in self.extra_functions:
-            specs.append(dataclasses.replace(spec, environment={**local, **spec.environment}))
         return specs
 
-    # -- AWS resources ------------------------------------------------------------------
-    def _create_resources(self) -> None:
-        """The connection table and the secrets, as the stack creates them."""
-        session = boto3.Session(region_name=REGION, **_boto_credentials())
-        dynamodb = session.client("dynamodb", endpoint_url=self.moto_url)
-        dynamodb.create_table(
-            TableName=TABLE_NAME,
-            KeySchema=[{"AttributeName": "connectionId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "connectionId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
+    def _lay_out(self, plan: blueprint.FunctionPlan) -> FunctionSpec:
+        """The function's code, layers and runtime as Lambda would put them on its path."""
+        environment = {k: self.localize(v) for k, v in plan.environment.items()}
+        runtime = str(self._runtimes.python_packages())
+        if plan.image is not None:
+            layout = build_image(
+                plan.image.directory,
+                dockerfile=plan.image.dockerfile,
+                build_args=plan.image.build_args,
+                cache_dir=self.cache_dir,
+                layout_root=self._layouts / plan.name,
+            )
+            for line in layout.skipped:
+                log.info("%s: image step not run here: %s", plan.name, line)
+            handler = layout.handler
+            code_paths: tuple[str, ...] = (str(layout.task_root), runtime)
+            environment = {
+                **layout.map_environment(layout.environment),
+                **layout.map_environment(environment),
+            }
+        else:
+            assert plan.code_dir is not None and plan.handler is not None
+            handler = plan.handler
+            layers = []
+            for arn in plan.layers:
+                folder, what = self._runtimes.layer(arn)
+                if folder is None:
+                    log.warning("%s: layer %s is %s; it is left out", plan.name, arn, what)
+                else:
+                    layers.append(str(folder))
+            code_paths = (str(plan.code_dir), *layers, runtime)
+        capacity_cap = None if plan.reserved_concurrency is not None else self.local_cap
+        return FunctionSpec(
+            name=plan.name,
+            handler=handler,
+            environment=environment,
+            timeout_seconds=plan.timeout_seconds,
+            memory_mb=plan.memory_mb,
+            code_paths=code_paths,
+            reserved_concurrency=plan.reserved_concurrency,
+            local_cap=capacity_cap or self.local_cap,
+            aliases=dict(plan.aliases),
+            async_configs={
+                q: AsyncConfig(
+                    max_event_age_seconds=c.max_event_age_seconds,
+                    max_retry_attempts=c.max_retry_attempts,
+                    on_failure=c.on_failure,
+                )
+                for q, c in plan.async_configs.items()
+            },
+            role_arn=plan.role_arn,
+            description=plan.resource.construct_path,
         )
-        dynamodb.update_time_to_live(
-            TableName=TABLE_NAME,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+
+    # -- what runs ------------------------------------------------------------------------
+    def describe(self) -> list[str]:
+        """Lines for the startup listing: what is emulated, and what is not."""
+        assert self.api is not None and self.functions is not None
+        lines = [f"stage {self.stage_id} from {self.assembly_dir}"]
+        for function in self.functions.all():
+            spec = function.spec
+            extra = []
+            if spec.reserved_concurrency is not None:
+                extra.append(f"reserved {spec.reserved_concurrency}")
+            for alias, count in spec.aliases.items():
+                extra.append(f"alias {alias}" + (f" (provisioned {count})" if count else ""))
+            lines.append(
+                f"  function {spec.description or spec.name}: {spec.handler}, "
+                f"{spec.memory_mb} MB, {spec.timeout_seconds:g} s"
+                + (f", {', '.join(extra)}" if extra else "")
+            )
+        for route in self.api.routes:
+            lines.append(f"  route {route.route_key} ({route.authorization_type})")
+        for path, name in self.tables.items():
+            lines.append(f"  table {path}: {name}")
+        for path in self.secrets:
+            lines.append(f"  secret {path}")
+        lines.append(
+            "  IAM: " + ("enforced from the template" if self.access.enforce else "OFF (--no-iam)")
         )
-        secretsmanager = session.client("secretsmanager", endpoint_url=self.moto_url)
-        stage = self.config.stage_name
-        self.token_secret_arn = secretsmanager.create_secret(
-            Name=f"llambda/{stage}/connect-token", SecretString=self.token
-        )["ARN"]
-        if self.access_key:
-            self.access_key_secret_arn = secretsmanager.create_secret(
-                Name=f"llambda/{stage}/picovoice-access-key", SecretString=self.access_key
-            )["ARN"]
-
-
-def _boto_credentials() -> dict[str, str]:
-    return {
-        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-    }
-
-
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server
-    assert server is not None and server.sockets
-    return server.sockets[0].getsockname()[1]
+        if self.not_emulated:
+            lines.append(
+                "not emulated: "
+                + ", ".join(
+                    f"{s.logical_id} ({s.type}{'' if s.why == 'not emulated' else ', ' + s.why})"
+                    for s in self.not_emulated
+                )
+            )
+        return lines

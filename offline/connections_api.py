@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -77,6 +78,9 @@ class ConnectionRegistry:
             return list(self._peers)
 
 
+Authorize = Callable[[web.Request, str], Awaitable[web.Response | None]]
+
+
 @dataclass
 class ConnectionsFaults:
     """Faults the local API can be told to inject (mutable at run time).
@@ -103,13 +107,21 @@ def add_connections_routes(
     *,
     stage: str,
     faults: ConnectionsFaults | None = None,
+    authorize: Authorize | None = None,
 ) -> None:
-    """Serve `/{stage}/@connections/{id}` (POST, GET, DELETE) on `app`."""
+    """Serve `/{stage}/@connections/{id}` (POST, GET, DELETE) on `app`.
+
+    `authorize(request, connection_id)` answers a call the caller may not make (IAM).
+    """
     faults = faults if faults is not None else ConnectionsFaults()
     base = f"/{stage}/@connections/{{connection_id}}"
 
     async def preamble(request: web.Request) -> tuple[str, web.Response | None]:
         connection_id = request.match_info["connection_id"]
+        if authorize is not None:
+            denied = await authorize(request, connection_id)
+            if denied is not None:
+                return connection_id, denied
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
         status = faults.take_failure()

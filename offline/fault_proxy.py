@@ -1,10 +1,11 @@
-"""A fault-injecting HTTP proxy in front of moto's server.
+"""The functions' way to moto's server: IAM enforced, faults injected on request.
 
 Every AWS call the functions make locally (DynamoDB, Secrets Manager) goes through it.
-It forwards each request unchanged, and can be told to add latency or to answer the next
-N calls (optionally only one service or one operation) with DynamoDB's throttling error
-(`ProvisionedThroughputExceededException`, 400) or an internal error (500), so the SDK's
-standard retry mode in the runtime is exercised for real.
+It checks the caller's role against the (action, resource) the request needs
+(`offline.access`), forwards what is allowed unchanged, and can be told to add latency
+or to answer the next N calls (optionally only one service or one operation) with
+DynamoDB's throttling error (`ProvisionedThroughputExceededException`, 400) or an internal
+error (500), so the SDK's standard retry mode in the runtime is exercised for real.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
 from aiohttp import web
+
+from offline.access import AccessControl
+from offline.iam import dynamodb_targets, secretsmanager_targets
 
 log = logging.getLogger("offline")
 
@@ -76,8 +81,29 @@ class AwsFaults:
             self.calls.clear()
 
 
-def create_proxy_app(upstream: str, faults: AwsFaults) -> web.Application:
-    """An aiohttp application that forwards everything to `upstream` (moto's server)."""
+def create_proxy_app(
+    upstream: str,
+    faults: AwsFaults,
+    *,
+    access: AccessControl | None = None,
+    region: str = "us-east-1",
+    account_id: str = "123456789012",
+    secret_arn: Callable[[str], str | None] = lambda name: None,
+) -> web.Application:
+    """An aiohttp application that forwards what IAM allows to `upstream` (moto's server).
+
+    `secret_arn` turns a secret's name into its ARN (a request may name it either way).
+    """
+
+    def targets(target: str, body: bytes) -> list[tuple[str, str]]:
+        if target.startswith("DynamoDB_"):
+            return dynamodb_targets(target, body, region=region, account_id=account_id)
+        if target.startswith("secretsmanager."):
+            return secretsmanager_targets(
+                target, body, region=region, account_id=account_id, arn_for_name=secret_arn
+            )
+        return [(f"unknown:{target}", "*")]
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
 
     async def on_startup(app: web.Application) -> None:
@@ -95,6 +121,11 @@ def create_proxy_app(upstream: str, faults: AwsFaults) -> web.Application:
             log.info("fault    %s answered with %s (injected)", target, kind)
             return _fault(kind, target)
         body = await request.read()
+        if access is not None:
+            service = "dynamodb" if target.startswith("DynamoDB_") else "secretsmanager"
+            denial = access.check(service, request.headers, targets(target, body))
+            if denial is not None:
+                return web.Response(status=denial.status, body=denial.body, headers=denial.headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         async with app[_SESSION].request(
             request.method,

@@ -26,7 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from offline import events
 from offline.connections_api import ConnectionRegistry
-from offline.lambda_pool import InvokeResult
+from offline.lambda_function import InvokeResult
 
 log = logging.getLogger("offline")
 
@@ -50,7 +50,10 @@ class GatewayLimits:
 class GatewayConfig:
     api: events.Api
     routes: dict[str, str]  # route key → function name
+    route_selection_expression: str = "$request.body.action"
     authorizer: str | None = None  # function name of the $connect REQUEST authorizer
+    # Where the authorizer's identity comes from, e.g. "route.request.querystring.token"
+    identity_sources: tuple[str, ...] = ()
     route_responses: set[str] = field(default_factory=set)  # two-way routes
     limits: GatewayLimits = field(default_factory=GatewayLimits)
 
@@ -225,10 +228,11 @@ class WebSocketGateway:
         name = self.config.authorizer
         if name is None:
             return None
-        # The authorizer's identity source is the `token` query parameter: where it is
-        # absent API Gateway answers 401 itself, without calling the authorizer.
-        if not any(key == "token" and value for key, value in conn.query):
-            return 401, "no token (identity source missing)"
+        # Where an identity source is absent API Gateway answers 401 itself, without
+        # calling the authorizer.
+        missing = [s for s in self.config.identity_sources if not _identity_present(s, conn)]
+        if missing:
+            return 401, f"identity source missing: {', '.join(missing)}"
         event = events.authorizer_event(self.config.api, conn, request_id=events.new_id())
         result = await self._invoke(name, event)
         if result.function_error:
@@ -336,17 +340,18 @@ class WebSocketGateway:
                 await self._send_quietly(peer, body if isinstance(body, str) else json.dumps(body))
 
     def _select_route(self, data: str | bytes) -> str:
-        """`$request.body.action`, falling back to `$default`."""
-        if isinstance(data, str):
+        """The route selection expression (`$request.body.<path>`), else `$default`."""
+        expression = self.config.route_selection_expression
+        if isinstance(data, str) and expression.startswith("$request.body."):
             try:
-                body = json.loads(data)
+                value: Any = json.loads(data)
             except ValueError:
-                body = None
-            if isinstance(body, dict):
-                action = body.get("action")
-                routable = isinstance(action, str) and not action.startswith("$")
-                if routable and action in self.config.routes:
-                    return action
+                value = None
+            for key in expression.removeprefix("$request.body.").split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            routable = isinstance(value, str) and not value.startswith("$")
+            if routable and value in self.config.routes:
+                return value
         return "$default"
 
     async def _tell(
@@ -393,6 +398,16 @@ class WebSocketGateway:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _identity_present(source: str, conn: events.ConnectionInfo) -> bool:
+    """Whether `route.request.querystring.X` / `route.request.header.X` has a value."""
+    kind, _, name = source.removeprefix("route.request.").partition(".")
+    if kind == "querystring":
+        return any(key == name and value for key, value in conn.query)
+    if kind == "header":
+        return any(key.lower() == name.lower() and value for key, value in conn.headers)
+    return True  # context and stage variables are always there
 
 
 def _headers(request: web.Request) -> list[tuple[str, str]]:

@@ -14,7 +14,9 @@ import re
 
 from aiohttp import web
 
-from offline.lambda_pool import FunctionPool, LambdaFaults, Throttled
+from offline.access import AccessControl
+from offline.iam import invoke_target
+from offline.lambda_function import LambdaFaults, LocalFunction, Throttled
 
 log = logging.getLogger("offline")
 
@@ -34,18 +36,18 @@ class FunctionRegistry:
     def __init__(self, *, region: str, account_id: str) -> None:
         self.region = region
         self.account_id = account_id
-        self._pools: dict[str, FunctionPool] = {}
+        self._functions: dict[str, LocalFunction] = {}
 
-    def add(self, pool: FunctionPool) -> None:
-        self._pools[pool.spec.name] = pool
+    def add(self, function: LocalFunction) -> None:
+        self._functions[function.spec.name] = function
 
-    def get(self, name: str) -> FunctionPool:
-        return self._pools[name]
+    def get(self, name: str) -> LocalFunction:
+        return self._functions[name]
 
-    def pools(self) -> list[FunctionPool]:
-        return list(self._pools.values())
+    def all(self) -> list[LocalFunction]:
+        return list(self._functions.values())
 
-    def resolve(self, function_name: str, qualifier: str | None = None) -> FunctionPool | None:
+    def resolve(self, function_name: str, qualifier: str | None = None) -> LocalFunction | None:
         match = _ARN.match(function_name)
         if not match:
             return None
@@ -53,29 +55,41 @@ class FunctionRegistry:
             return None
         if match["account"] and match["account"] != self.account_id:
             return None
-        pool = self._pools.get(match["name"])
-        if pool is None:
+        function = self._functions.get(match["name"])
+        if function is None:
             return None
         for q in (match["qualifier"], qualifier):
-            if q and q != "$LATEST" and not q.isdigit() and q not in pool.spec.aliases:
+            if q and q != "$LATEST" and not q.isdigit() and q not in function.spec.aliases:
                 return None
-        return pool
+        return function
 
 
 def add_invoke_routes(
-    app: web.Application, registry: FunctionRegistry, *, faults: LambdaFaults
+    app: web.Application,
+    registry: FunctionRegistry,
+    *,
+    faults: LambdaFaults,
+    access: AccessControl | None = None,
 ) -> None:
     """Serve the Invoke API on `app`."""
 
     async def invoke(request: web.Request) -> web.Response:
         name = request.match_info["function_name"]
-        pool = registry.resolve(name, request.query.get("Qualifier"))
-        if pool is None:
+        function = registry.resolve(name, request.query.get("Qualifier"))
+        if function is None:
             arn = f"arn:aws:lambda:{registry.region}:{registry.account_id}:function:{name}"
             return _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+        match = _ARN.match(name)
+        qualifier = (match["qualifier"] if match else None) or request.query.get("Qualifier")
+        if access is not None:
+            denial = access.check(
+                "lambda", request.headers, [invoke_target(function.arn, qualifier)]
+            )
+            if denial is not None:
+                return web.Response(status=denial.status, body=denial.body, headers=denial.headers)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         payload = await request.read()
-        invoked_arn = name if name.startswith("arn:") else f"{pool.arn}"
+        invoked_arn = f"{function.arn}:{qualifier}" if qualifier else function.arn
         if invocation_type == "DryRun":
             return web.Response(status=204)
         if invocation_type not in ("Event", "RequestResponse"):
@@ -88,17 +102,17 @@ def add_invoke_routes(
                 f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
             )
         if faults.take_throttle():
-            log.warning("invoke %s: throttled (injected fault)", pool.spec.name)
+            log.warning("invoke %s: throttled (injected fault)", function.spec.name)
             return _throttled()
         if invocation_type == "Event":
-            request_id = pool.submit_event(
+            request_id = function.submit_event(
                 payload, invoked_arn=invoked_arn, expire=faults.take_expiry()
             )
             return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
         try:
-            result = await pool.invoke(payload, invoked_arn=invoked_arn)
+            result = await function.invoke(payload, invoked_arn=invoked_arn)
         except Throttled:
-            log.warning("invoke %s: throttled at reserved concurrency", pool.spec.name)
+            log.warning("invoke %s: throttled at reserved concurrency", function.spec.name)
             return _throttled()
         headers = {"X-Amz-Executed-Version": "$LATEST", "Content-Type": "application/json"}
         if result.function_error:

@@ -1,8 +1,10 @@
 """One Lambda execution environment: a child process that runs one function's handler.
 
-Started by `offline.lambda_pool` as `python -m offline.lambda_worker FD HANDLER`. Like a
-Lambda runtime it imports the handler module once (the init phase, module state kept),
-then serves invocations one at a time for as long as it lives (warm reuse).
+Started by `offline.worker_process` as `python -I -S lambda_worker.py FD HANDLER PATHS`,
+where PATHS (JSON) is the function's whole `sys.path` before the standard library: its
+code, its layers, the runtime's packages. Like a Lambda runtime it imports the handler
+module once (the init phase, module state kept), then serves invocations one at a time
+for as long as it lives (warm reuse).
 
 Frames on the inherited socket (FD) are a 4-byte big-endian length plus JSON:
   parent → worker: {"requestId", "payload", "deadlineMs", "functionArn"}
@@ -78,6 +80,8 @@ def _watch_parent() -> None:
 
 def main(argv: list[str]) -> int:
     fd, handler_path = int(argv[0]), argv[1]
+    # The function's path, in Lambda's order, ahead of the standard library only.
+    sys.path[:0] = json.loads(argv[2])
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, daemon=True, name="parent-watch").start()

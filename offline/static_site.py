@@ -1,42 +1,35 @@
-"""Static hosting of `web_client/` with a generated `/config.json`.
+"""The site a stage deploys (its `BucketDeployment`'s files), served at `/`.
 
-The generated configuration points the page at the local WebSocket URL and wins over
-any `config.json` file in the folder (that file is for the hosted page).
+The files come from the template (`offline.blueprint.site_files`), so the page gets the
+`config.json` the stack's deployment would write, with the stage's URLs mapped to the twin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import mimetypes
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 
-def add_static_routes(
-    app: web.Application, root: Path, *, site_config: Callable[[], dict[str, Any]]
-) -> None:
-    """Serve `root` at `/`; register last, it matches every GET path."""
-    root = root.resolve()
-
-    async def config_json(request: web.Request) -> web.Response:
-        return web.json_response(site_config(), headers={"Cache-Control": "no-store"})
+def add_static_routes(app: web.Application, files: Mapping[str, bytes | Path]) -> None:
+    """Serve `files` (relative path → content or file) at `/`; register last."""
 
     async def serve(request: web.Request) -> web.StreamResponse:
-        relative = request.match_info["path"]
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):
+        relative = request.match_info["path"] or "index.html"
+        if relative.endswith("/"):
+            relative += "index.html"
+        content = files.get(relative)
+        if content is None:
+            if relative == "index.html":
+                return web.Response(text="This stage deploys no page at /.\n", status=404)
             raise web.HTTPNotFound()
-        if path.is_dir():
-            path = path / "index.html"
-        if not path.is_file():
-            if relative in ("", "index.html"):
-                return web.Response(
-                    text="The web client (web_client/index.html) is not there yet.\n",
-                    status=404,
-                )
-            raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        # Re-read on every load, as the hosted page's config.json is (no-cache).
+        headers = {"Cache-Control": "no-cache"}
+        if isinstance(content, Path):
+            return web.FileResponse(content, headers=headers)
+        kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+        return web.Response(body=content, content_type=kind, headers=headers)
 
-    app.router.add_get("/config.json", config_json)
     app.router.add_get("/{path:.*}", serve)

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 # Fake credentials and a fixed region: boto3 clients in tests only ever talk to local servers.
 for key, value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -14,3 +16,20 @@ for key, value in {
 }.items():
     os.environ[key] = value
 os.environ.pop("AWS_PROFILE", None)
+
+
+def pytest_sessionstart(session) -> None:
+    """Refuse to start, in plain words, where the local llama.cpp build cannot run."""
+    from tests.cpu_check import check
+
+    problem = check()
+    if problem:
+        pytest.exit(problem, returncode=3)
+
+
+@pytest.fixture(scope="session")
+def assemblies(tmp_path_factory: pytest.TempPathFactory):
+    """`assemblies.get(overrides)`: the twin's stage, synthesized with those settings."""
+    from tests.twin_assembly import Assemblies
+
+    return Assemblies(tmp_path_factory.mktemp("assemblies"))

@@ -35,6 +35,19 @@ def count_error(code: str) -> None:
         metric.add_dimension(name="code", value=code)
 
 
+def record_engine_load(load_ms: int, *, initialization: str) -> None:
+    """`EngineLoadMs` by `initialization` (on-demand, or provisioned-concurrency at init)."""
+    logger.info("engine loaded", extra={"load_ms": load_ms, "initialization": initialization})
+    with single_metric(
+        name="EngineLoadMs",
+        unit=MetricUnit.Milliseconds,
+        value=load_ms,
+        namespace=NAMESPACE,
+        default_dimensions=_dimensions(),
+    ) as metric:
+        metric.add_dimension(name="initialization", value=initialization)
+
+
 def record_reply(
     *, init_ms: int, ttft_ms: int | None, tokens_per_s: float, completion_tokens: int
 ) -> None:

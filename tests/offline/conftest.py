@@ -1,4 +1,4 @@
-"""The offline twin, started once per session on a free port."""
+"""The offline twin of the Dev stage, started once per session on a free port."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import DEV
 from offline.cloud import OfflineCloud
-from tests.offline.twin_helpers import sample_functions
+from tests.offline.twin_helpers import LOCAL_ENVIRONMENT, sample_functions
+from tests.twin_assembly import TWIN_STAGE
+
+# Stage throttling and the per-connection rate limit are raised so the many tests sharing
+# this twin never trip them; their refusals are tested on a twin of their own.
+ROOMY = {"throttleRateLimit": 1000, "throttleBurstLimit": 2000, "messagesPerMinute": 100000}
 
 
 @pytest.fixture(scope="session")
@@ -19,18 +23,13 @@ def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cloud(record_dir: Path) -> Iterator[OfflineCloud]:
+def cloud(record_dir: Path, assemblies) -> Iterator[OfflineCloud]:
     logging.getLogger("offline").setLevel(logging.INFO)
-    # Stage throttling and the per-connection rate limit are raised so the many tests
-    # sharing this twin never trip them; their refusals are tested on a twin of their own.
-    config = DEV.with_overrides(
-        {"throttleRateLimit": 1000, "throttleBurstLimit": 2000, "messagesPerMinute": 100000}
-    )
     twin = OfflineCloud(
-        port=0,
-        config=config,
+        assembly=assemblies.get(ROOMY),
+        stage=TWIN_STAGE,
         extra_functions=sample_functions(),
-        environment={"RECORD_DIR": str(record_dir), "LLAMA_N_CTX": "2048"},
+        environment={**LOCAL_ENVIRONMENT, "RECORD_DIR": str(record_dir)},
     )
     twin.start()
     try:

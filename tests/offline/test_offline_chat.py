@@ -10,9 +10,16 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from infra.config import DEV
 from offline.cloud import OfflineCloud
-from tests.offline.twin_helpers import chat, connect, diagnostics, receive, until_done
+from tests.offline.twin_helpers import (
+    LOCAL_ENVIRONMENT,
+    chat,
+    connect,
+    diagnostics,
+    receive,
+    until_done,
+)
+from tests.twin_assembly import TWIN_STAGE
 
 LONG_PROMPT = "Write a very long story about a dragon who learns to bake bread."
 
@@ -164,9 +171,13 @@ def test_a_foreign_origin_is_refused_with_403(cloud):
 
 
 @pytest.fixture(scope="module")
-def guarded() -> Iterator[OfflineCloud]:
+def guarded(assemblies) -> Iterator[OfflineCloud]:
     """A twin of a stage that requires a token (Prod's setting), so it has an authorizer."""
-    twin = OfflineCloud(port=0, config=DEV.with_overrides({"requireToken": True}))
+    twin = OfflineCloud(
+        assembly=assemblies.get({"requireToken": True}),
+        stage=TWIN_STAGE,
+        environment=LOCAL_ENVIRONMENT,
+    )
     twin.start()
     try:
         yield twin
@@ -183,7 +194,8 @@ def test_no_token_is_401_a_wrong_one_403_and_the_right_one_accepted(guarded):
 
     async def scenario():
         missing, wrong = await refused_status(""), await refused_status("?token=wrong")
-        async with connect(guarded, f"?token={guarded.token}") as ws:
+        # The token is the value the template's secret was generated with.
+        async with connect(guarded, f"?token={guarded.secret('Authorizer/Token')}") as ws:
             await ws.send(json.dumps({"action": "ping"}))
             pong = await receive(ws)
         return missing, wrong, pong
@@ -204,7 +216,7 @@ def test_a_stage_without_required_token_has_no_authorizer(cloud):
 
 
 def test_a_client_that_leaves_mid_reply_stops_it_and_the_next_is_served(cloud):
-    inference = cloud.pool(cloud.names.inference)
+    inference = cloud.function("Inference")
 
     async def leave_mid_reply():
         async with connect(cloud) as ws:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from offline import smoke
+from tests.twin_assembly import TWIN_STAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,9 +45,19 @@ def alive(pids: set[int]) -> set[int]:
     return out
 
 
-def start_cli() -> tuple[subprocess.Popen, str, str]:
+def start_cli(assembly: Path) -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "offline", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "offline",
+            "--port",
+            "0",
+            "--stage",
+            TWIN_STAGE,
+            "--assembly",
+            str(assembly),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -66,8 +77,8 @@ def wait_gone(pids: set[int], timeout: float = 10) -> set[int]:
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=str)
-def test_the_cli_prints_its_urls_serves_and_leaves_nothing_behind(how):
-    proc, http_url, ws_url = start_cli()
+def test_the_cli_prints_its_urls_serves_and_leaves_nothing_behind(how, assemblies):
+    proc, http_url, ws_url = start_cli(assemblies.get())
     try:
         assert http_url.startswith("http://127.0.0.1:") and http_url.endswith("/")
         port = http_url.rsplit(":", 1)[1].rstrip("/")

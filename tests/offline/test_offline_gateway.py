@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import re
 import time
@@ -13,25 +14,35 @@ import boto3
 import pytest
 import websockets
 
-from offline.cloud import REGION, Handlers, OfflineCloud
+from offline.cloud import DEFAULT_REGION as REGION
+from offline.cloud import OfflineCloud
 from offline.events import Api
 from offline.gateway import GatewayConfig, GatewayLimits, WebSocketGateway
-from tests.offline.twin_helpers import SAMPLE, connect, receive
+from tests.offline.twin_helpers import REPO, SAMPLE, connect, receive
+from tests.twin_assembly import TWIN_STAGE
+
+
+def every_handler(handler: str):
+    """Run each function of the stage as `handler` (test code, so the repo is on its path)."""
+
+    def rewrite(spec):
+        return dataclasses.replace(spec, handler=handler, code_paths=(str(REPO), *spec.code_paths))
+
+    return rewrite
+
 
 ID = re.compile(r"^[A-Za-z0-9]{15}=$")
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory):
+def recording(tmp_path_factory, assemblies):
     record_dir = tmp_path_factory.mktemp("events")
-    recorder = f"{SAMPLE}.record"
     twin = OfflineCloud(
-        port=0,
-        handlers=Handlers(
-            router=recorder, inference=recorder, authorizer=recorder, dispatch_failure=recorder
-        ),
+        # A stage that requires a token has the REQUEST authorizer, whose event is recorded too.
+        assembly=assemblies.get({"requireToken": True}),
+        stage=TWIN_STAGE,
+        rewrite_function=every_handler(f"{SAMPLE}.record"),
         limits=GatewayLimits(idle_timeout_seconds=1.5, max_connection_seconds=4),
-        authorizer=True,  # to record the REQUEST authorizer's event too
         environment={"RECORD_DIR": str(record_dir)},
     )
     twin.start()
@@ -183,12 +194,12 @@ def test_route_selection_uses_the_action_and_falls_back_to_default():
     assert gateway._select_route(b'{"action": "chat"}') == "$default"
 
 
-def test_stage_throttling_refuses_beyond_the_burst():
+def test_stage_throttling_refuses_beyond_the_burst(assemblies):
+    # The stage's throttling comes from the template's DefaultRouteSettings.
     twin = OfflineCloud(
-        port=0,
-        authorizer=False,
-        handlers=Handlers(router=f"{SAMPLE}.echo"),
-        limits=GatewayLimits(throttle_rate=0.5, throttle_burst=2),
+        assembly=assemblies.get({"throttleRateLimit": 0.5, "throttleBurstLimit": 2}),
+        stage=TWIN_STAGE,
+        rewrite_function=every_handler(f"{SAMPLE}.echo"),
     )
     with twin:
 

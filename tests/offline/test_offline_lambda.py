@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from offline.cloud import ACCOUNT_ID, REGION
+from offline.cloud import ACCOUNT_ID
+from offline.cloud import DEFAULT_REGION as REGION
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_concurrent_invokes_start_a_second_instance(lambda_client, cloud):
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda _: invoke(lambda_client, "echo", {"sleep": 1})[1], [0, 1]))
     assert answers[0]["pid"] != answers[1]["pid"]
-    assert cloud.pool("echo").instances >= 2
+    assert cloud.function("echo").instance_count >= 2
 
 
 def test_reserved_concurrency_throttles_requests_and_queues_events(lambda_client, cloud):
@@ -96,13 +97,13 @@ def test_reserved_concurrency_throttles_requests_and_queues_events(lambda_client
                 FunctionName="echo-reserved", InvocationType="Event", Payload=b'{"n": %d}' % n
             )
             assert response["StatusCode"] == 202
-        assert cloud.pool("echo-reserved").queued_events >= 1
+        assert cloud.function("echo-reserved").queued_events >= 1
         slow.result()
     deadline = time.monotonic() + 10
-    while cloud.pool("echo-reserved").queued_events and time.monotonic() < deadline:
+    while cloud.function("echo-reserved").queued_events and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert cloud.pool("echo-reserved").queued_events == 0
-    assert cloud.pool("echo-reserved").instances == 1
+    assert cloud.function("echo-reserved").queued_events == 0
+    assert cloud.function("echo-reserved").instance_count == 1
 
 
 def test_a_timed_out_handler_is_killed_and_replaced(lambda_client, cloud):
@@ -113,7 +114,7 @@ def test_a_timed_out_handler_is_killed_and_replaced(lambda_client, cloud):
     _, after = invoke(lambda_client, "echo", {})
     assert after["event"] == {}
     # The instance that timed out was killed: every pid left in the pool is alive.
-    assert all(w.proc.poll() is None for w in cloud.pool("echo")._workers)
+    assert all(w.proc.poll() is None for w in cloud.function("echo").workers())
 
 
 def test_an_expired_event_goes_to_the_on_failure_destination(lambda_client, cloud, record_dir):

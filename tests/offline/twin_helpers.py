@@ -4,35 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import websockets
 
-from offline.cloud import OfflineCloud
-from offline.lambda_pool import FunctionSpec
+from offline.cloud import ACCOUNT_ID, DEFAULT_REGION, OfflineCloud
+from offline.event_queue import AsyncConfig
+from offline.lambda_function import FunctionSpec
 
 SAMPLE = "tests.offline.sample_handlers"
+REPO = Path(__file__).resolve().parents[2]
+# Local knobs every test twin gives its functions: one llama.cpp thread each (two
+# instances share two cores) and a context that fits the tests' prompts.
+LOCAL_ENVIRONMENT = {"LLAMA_THREADS": "1", "LLAMA_N_CTX": "2048"}
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{DEFAULT_REGION}:{ACCOUNT_ID}:function:{name}"
 
 
 def sample_functions() -> list[FunctionSpec]:
-    """Extra functions for the worker-model tests, beside the stack's four."""
+    """Extra functions for the worker-model tests, beside the stage's own (test code only)."""
+    code = (str(REPO),)
+    no_retries = AsyncConfig(max_retry_attempts=0, on_failure=function_arn("failure-recorder"))
     return [
-        FunctionSpec(name="echo", handler=f"{SAMPLE}.echo", environment={}, timeout_seconds=3),
+        FunctionSpec(
+            name="echo",
+            handler=f"{SAMPLE}.echo",
+            environment={},
+            timeout_seconds=3,
+            code_paths=code,
+        ),
         FunctionSpec(
             name="echo-reserved",
             handler=f"{SAMPLE}.echo",
             environment={},
             timeout_seconds=10,
+            code_paths=code,
             reserved_concurrency=1,
-            aliases=("live",),
-            max_retry_attempts=0,
-            on_failure="failure-recorder",
+            aliases={"live": 0},
+            async_configs={"$LATEST": no_retries, "live": no_retries},
         ),
         FunctionSpec(
             name="failure-recorder",
             handler=f"{SAMPLE}.record",
             environment={},
             timeout_seconds=5,
+            code_paths=code,
         ),
     ]
 
@@ -75,6 +94,6 @@ async def chat(ws: Any, prompt: str, **options: Any) -> None:
 def diagnostics(cloud: OfflineCloud, lines: int = 30) -> str:
     """The functions' recent output, for assertion messages."""
     return "\n".join(
-        f"--- {pool.spec.name}\n" + "\n".join(list(pool.output)[-lines:])
-        for pool in cloud.functions.pools()
+        f"--- {function.spec.name}\n" + "\n".join(list(function.output)[-lines:])
+        for function in cloud.functions.all()
     )

@@ -21,7 +21,13 @@ from llambda import protocol
 from llambda.connections import ConnectionStore, ReplyState
 from llambda.engines import Engine, EngineError, GenerationRequest, load_engine
 from llambda.handlers import aws
-from llambda.observability import count_error, logger, metrics, record_reply
+from llambda.observability import (
+    count_error,
+    logger,
+    metrics,
+    record_engine_load,
+    record_reply,
+)
 from llambda.sender import StreamSender, connection_poster
 from llambda.settings import Settings
 
@@ -42,7 +48,7 @@ class EngineSource:
             started = time.monotonic()
             self.engine = self._loader()
             init_ms = round((time.monotonic() - started) * 1000)
-            logger.info("engine loaded", extra={"engine": self.engine.kind, "init_ms": init_ms})
+            record_engine_load(init_ms, initialization=INITIALIZATION_TYPE)
             return self.engine, init_ms
 
 
@@ -63,10 +69,12 @@ def load_configured_engine(settings: Settings | None = None) -> Engine:
 
 
 ENGINE = EngineSource(load_configured_engine)
-INIT_MS = 0
-if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+# Under provisioned concurrency the engine loads during init (logged and counted there), so
+# no reply pays for it; on demand the first message loads it.
+INITIALIZATION_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+if INITIALIZATION_TYPE == "provisioned-concurrency":
     try:
-        _, INIT_MS = ENGINE.load()
+        ENGINE.load()
     except Exception:  # retried on the first message, which then reports the error
         logger.exception("engine failed to load during init")
 
