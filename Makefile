@@ -131,8 +131,8 @@ synth: $(INFRA_STAMP) $(NPM_STAMP) ## synthesize both stages into cdk.out/ (no D
 ls: $(INFRA_STAMP) $(NPM_STAMP) ## list every stack of both stages
 	npx cdk ls
 
-bench: $(VENV_STAMP) $(NPM_STAMP) ## measure streaming, cold start and synth; write docs/bench/
-	$(PY) -m bench
+bench: twin-synth ## measure streaming, cold start and synth; write docs/bench/
+	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m bench
 
 cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost

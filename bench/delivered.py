@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.client import RecordingClient, stream_figures
 from bench.workload import chat_message
-from infra.config import DEV
 from offline.cloud import OfflineCloud
+
+# The stage `make dev` runs, as the Makefile synthesized it (`make bench` passes both).
+TWIN_ASSEMBLY = Path(os.environ.get("TWIN_ASSEMBLY", "cdk.out.dev"))
+TWIN_STAGE = os.environ.get("TWIN_STAGE", "Dev")
 
 
 def start_twin(threads: int) -> OfflineCloud:
-    """The twin with the Dev stage and llama.cpp on `threads` threads (as the engine
-    baseline gets)."""
-    return OfflineCloud(port=0, config=DEV, llama_threads=threads).start()
+    """The twin of the synthesized Dev stage, llama.cpp on `threads` threads (as the
+    engine baseline gets)."""
+    return OfflineCloud(
+        assembly=TWIN_ASSEMBLY, stage=TWIN_STAGE, environment={"LLAMA_THREADS": str(threads)}
+    ).start()
 
 
 def _origin(cloud: OfflineCloud) -> str:

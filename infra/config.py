@@ -1,7 +1,7 @@
 """One frozen, typed configuration per stage.
 
-This module imports nothing from CDK on purpose: `offline/` and `bench/` read the same
-configs, so the local twin runs with the limits and environment the stack deploys.
+This module imports nothing from CDK on purpose: `bench/` and the tests read the configs
+without synthesizing. (The local twin reads none of this: it runs the synthesized stage.)
 `app.py` is the only place that turns context into overrides (see `with_overrides`).
 """
 
@@ -82,8 +82,8 @@ class StageConfig:
     def is_prod(self) -> bool:
         return self.stage_name == "Prod"
 
-    # The environment each function gets. The stack and offline/ both use these, so the
-    # local twin runs the handlers with exactly the variables Lambda gives them.
+    # The environment each function gets, as the stack sets it (and so the local twin,
+    # which reads it from the synthesized template).
     def common_environment(self, *, service: str) -> dict[str, str]:
         return {
             "STAGE_NAME": self.stage_name,

@@ -5,17 +5,8 @@ from the stage's CloudFormation templates and the assets CDK staged beside them.
 twin (`offline.cloud`) creates the data resources first (their physical ids then resolve
 the rest), then reads the functions, the WebSocket API and the roles' policies.
 
-| CloudFormation type | what the twin does with it |
-| --- | --- |
-| `AWS::DynamoDB::Table` | a table in moto: key schema, attributes, TTL, indexes |
-| `AWS::SecretsManager::Secret` | a secret in moto: its `SecretString`, or a generated value |
-| `AWS::Lambda::Function` (Python zip) | runs from its staged asset, with its layers |
-| `AWS::Lambda::Function` (image) | runs from the image its Dockerfile lays out |
-| `AWS::Lambda::Alias` | a qualifier; its provisioned concurrency is kept initialized |
-| `AWS::Lambda::EventInvokeConfig` | that qualifier's event age, retries, on-failure target |
-| `AWS::IAM::Role`, `AWS::IAM::Policy` | each function's credentials and what they allow |
-| `AWS::ApiGatewayV2::Api`, `Route`, `Integration`, `Authorizer`, `Stage` | the gateway |
-| `Custom::CDKBucketDeployment` | its sources (and markers) are the site served at `/` |
+Each CloudFormation type it reads, and what the twin does with it, is in
+docs/architecture.md ("How the twin maps the template").
 """
 
 from __future__ import annotations

@@ -173,6 +173,7 @@ def build_image(
     stages: dict[str, _Stage] = {}
     stage: _Stage | None = None
     skipped: list[str] = []
+    shutil.rmtree(layout_root, ignore_errors=True)
     for index, ins in enumerate(parse_dockerfile(text)):
         if ins.keyword == "ARG":
             name, _, default = ins.arguments.partition("=")
@@ -327,16 +328,21 @@ def _link(source: Path, target: Path) -> None:
 
 
 def _digest(path: Path) -> str:
-    """What decides a copied path's content, cheaply: names, sizes and times."""
-    if path.is_file():
-        stat = path.stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
-    entries = sorted(
-        (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in path.rglob("*")
-        if p.is_file()
-    )
-    return hashlib.sha256(repr(entries).encode()).hexdigest()
+    """What decides a copied path's content: small files by content (CDK re-stages assets
+    with new times on every synth), large ones (models) by size and time."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(str(file.relative_to(path) if file != path else "").encode())
+        if stat.st_size <= _CONTENT_HASHED_BYTES:
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+        else:
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+_CONTENT_HASHED_BYTES = 16 * 1024 * 1024
 
 
 def _run(

@@ -68,6 +68,7 @@ class WorkerProcess:
                 sys.executable,
                 "-I",
                 "-S",
+                "-u",  # -I ignores PYTHONUNBUFFERED: the function's logs stream as Lambda's do
                 str(WORKER_SCRIPT),
                 str(child_sock.fileno()),
                 handler,

@@ -70,6 +70,11 @@ def test_without_the_routers_invoke_grant_a_chat_is_unavailable_and_the_denial_n
         denials = list(cloud.access.denials)
     assert end["type"] == "error" and end["code"] == "unavailable"
     assert any("lambda:InvokeFunction" in d and alias_arn in d for d in denials), denials
+    # With enforcement off (`make dev ARGS=--no-iam`) the same stage streams, and says so.
+    with twin_of(assembly, enforce_iam=False) as cloud:
+        deltas, end = asyncio.run(one_reply(cloud))
+        assert "IAM: OFF (--no-iam)" in "\n".join(cloud.describe())
+    assert end["type"] == "done" and deltas
 
 
 def test_connections_granted_on_another_stage_are_denied_and_the_reply_ends(tmp_path):

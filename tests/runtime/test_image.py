@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,38 @@ def test_cmd_names_a_real_handler():
 @pytest.mark.parametrize("path", ["*.pllm", "*.gguf"])
 def test_model_files_are_git_ignored(path):
     assert path in (IMAGE.parent / ".gitignore").read_text().splitlines()
+
+
+def _dockerfile_env(name: str) -> str:
+    [value] = [
+        rest.split("=", 1)[1].strip('"')
+        for kw, rest in instructions()
+        if kw == "ENV" and rest.startswith(f"{name}=")
+    ]
+    return value
+
+
+def test_llama_cpp_is_built_locally_with_the_images_flags_from_one_place():
+    flags = _dockerfile_env("CMAKE_ARGS")
+    assert "-DGGML_NATIVE=OFF" in flags.split()
+    show = "print-%: ; @echo '$($*)'"
+    printed = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", show, "print-LLAMA_CMAKE_ARGS"],
+        cwd=IMAGE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert printed == flags
+    # The Makefile reads the Dockerfile's line; it spells no flag of its own.
+    assert "GGML" not in (IMAGE.parent / "Makefile").read_text()
+    assert "march=native" not in (IMAGE / "Dockerfile").read_text()
+
+
+def test_the_local_llama_cpp_uses_no_instruction_set_beyond_the_images():
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AVX2 = 1" in info, info
+    # A build for this machine's CPU would list AVX512 or AMX where the CPU has them.
+    assert "AVX512" not in info and "AMX" not in info, info
