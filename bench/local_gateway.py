@@ -8,8 +8,6 @@ twin uses, with its `latency_ms` fault).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import uuid
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
+from offline.serving import Server
 
 STAGE = "bench"
 
@@ -42,10 +41,11 @@ class LocalGateway:
     def __init__(self) -> None:
         self.registry = ConnectionRegistry()
         self.faults = ConnectionsFaults()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self._server = Server("127.0.0.1")
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -59,27 +59,17 @@ class LocalGateway:
             self.registry.remove(peer.connection_id)
         return ws
 
-    async def _start(self) -> None:
-        app = web.Application()
+    async def _setup(self, app: web.Application) -> None:
         app.router.add_get(f"/{STAGE}", self._ws)
         add_connections_routes(app, self.registry, stage=STAGE, faults=self.faults)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self._server.serve_app(app, 0, main=True)
 
     def __enter__(self) -> LocalGateway:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        self._server.start(self._setup, timeout=30)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self._server.stop()
 
     @property
     def ws_url(self) -> str:

@@ -8,6 +8,7 @@ log line per connection, reply and error. Ctrl-C or SIGTERM stops everything.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -76,6 +77,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class ReplyLog:
+    """One console line per reply or error a client is sent.
+
+    It reads the frames as JSON with a `type` (`delta`, `done` with `usage` and `timing`,
+    `error` with `code`): the console's view of the app's protocol, not the gateway's.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._deltas: dict[str, int] = {}
+
+    def __call__(self, connection_id: str, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        short = connection_id[:8]
+        if kind == "delta":
+            self._deltas[connection_id] = self._deltas.get(connection_id, 0) + 1
+        elif kind == "done":
+            usage, timing = message.get("usage") or {}, message.get("timing") or {}
+            self._log.info(
+                "reply    %s  %s, %s tokens in %d deltas, ttft %s ms, %s tokens/s, init %s ms",
+                short,
+                message.get("reason"),
+                usage.get("completion_tokens"),
+                self._deltas.pop(connection_id, 0),
+                timing.get("ttft_ms"),
+                timing.get("tokens_per_s"),
+                timing.get("init_ms"),
+            )
+        elif kind == "error":
+            self._deltas.pop(connection_id, None)
+            self._log.info(
+                "error    %s  %s: %s", short, message.get("code"), message.get("message")
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
@@ -96,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         secrets=dict(args.secret),
         post_latency_ms=args.post_latency_ms,
         enforce_iam=not args.no_iam,
+        on_frame=ReplyLog(log),
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

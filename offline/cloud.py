@@ -37,7 +37,7 @@ from offline.access import AccessControl
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
 from offline.event_queue import AsyncConfig
 from offline.fault_proxy import AwsFaults, create_proxy_app
-from offline.gateway import GatewayConfig, GatewayLimits, WebSocketGateway
+from offline.gateway import FrameHook, GatewayConfig, GatewayLimits, WebSocketGateway
 from offline.iam import connections_target
 from offline.image import build_image
 from offline.invoke_api import FunctionRegistry, add_invoke_routes
@@ -104,6 +104,7 @@ class OfflineCloud:
         local_cap: int = 4,
         extra_functions: Sequence[FunctionSpec] = (),
         rewrite_function: Callable[[FunctionSpec], FunctionSpec] | None = None,
+        on_frame: FrameHook | None = None,
         cache_dir: Path = CACHE_DIR,
     ) -> None:
         self.assembly_dir = Path(assembly)
@@ -119,6 +120,8 @@ class OfflineCloud:
         self.local_cap = local_cap
         self.extra_functions = tuple(extra_functions)
         self.rewrite_function = rewrite_function
+        # Told of every frame sent to a client (the console's reply log, tests).
+        self.on_frame = on_frame or (lambda connection_id, text: None)
         self.cache_dir = cache_dir
         self.faults = Faults(connections=ConnectionsFaults(latency_ms=post_latency_ms))
         self.access = AccessControl(enforce=enforce_iam)
@@ -323,6 +326,7 @@ class OfflineCloud:
             ),
             invoke=self._invoke_json,
             registry=self.connections,
+            on_frame=self.on_frame,
         )
         add_connections_routes(
             app,

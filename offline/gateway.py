@@ -76,10 +76,16 @@ class _TokenBucket:
         return False
 
 
-class GatewayPeer:
-    """One live WebSocket as the `@connections` API sees it; logs each reply it carries."""
+# Told of every frame the API sends a client (connection id, text): the console's hook.
+FrameHook = Callable[[str, str], None]
 
-    def __init__(self, ws: web.WebSocketResponse, conn: events.ConnectionInfo) -> None:
+
+class GatewayPeer:
+    """One live WebSocket as the `@connections` API sees it."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, conn: events.ConnectionInfo, on_frame: FrameHook
+    ) -> None:
         self.ws = ws
         self.connection_id = conn.connection_id
         self.source_ip = conn.source_ip
@@ -87,59 +93,35 @@ class GatewayPeer:
         self.connected_at = conn.connected_at_ms / 1000
         self.last_active_at = self.connected_at
         self.closed_by_api = False
-        self.replies = 0
-        self._deltas = 0
-        self._reply_started: float | None = None
+        self.frames_sent = 0
+        self._on_frame = on_frame
 
     async def send_text(self, text: str) -> None:
         if self.ws.closed:
             raise ConnectionResetError("the WebSocket is closed")
         await self.ws.send_str(text)
         self.last_active_at = time.time()
-        self._observe(text)
+        self.frames_sent += 1
+        self._on_frame(self.connection_id, text)
 
     async def close(self) -> None:
         self.closed_by_api = True
         await self.ws.close(code=WSCloseCode.OK, message=b"Connection closed by the API")
-
-    def _observe(self, text: str) -> None:
-        """One log line per reply and per error the client is sent."""
-        try:
-            message = json.loads(text)
-        except ValueError:
-            return
-        kind = message.get("type") if isinstance(message, dict) else None
-        short = self.connection_id[:8]
-        if kind == "delta":
-            if self._deltas == 0 and self._reply_started is None:
-                self._reply_started = time.monotonic()
-            self._deltas += 1
-        elif kind == "done":
-            usage, timing = message.get("usage") or {}, message.get("timing") or {}
-            self.replies += 1
-            log.info(
-                "reply    %s  %s, %s tokens in %d deltas, ttft %s ms, %s tokens/s, init %s ms",
-                short,
-                message.get("reason"),
-                usage.get("completion_tokens"),
-                self._deltas,
-                timing.get("ttft_ms"),
-                timing.get("tokens_per_s"),
-                timing.get("init_ms"),
-            )
-            self._deltas, self._reply_started = 0, None
-        elif kind == "error":
-            log.info("error    %s  %s: %s", short, message.get("code"), message.get("message"))
-            self._deltas, self._reply_started = 0, None
 
 
 class WebSocketGateway:
     """Serves `/{stage}` as API Gateway's WebSocket endpoint."""
 
     def __init__(
-        self, config: GatewayConfig, *, invoke: Invoke, registry: ConnectionRegistry
+        self,
+        config: GatewayConfig,
+        *,
+        invoke: Invoke,
+        registry: ConnectionRegistry,
+        on_frame: FrameHook = lambda connection_id, text: None,
     ) -> None:
         self.config = config
+        self._on_frame = on_frame
         self._invoke = invoke
         self.registry = registry
         self._bucket = _TokenBucket(config.limits.throttle_rate, config.limits.throttle_burst)
@@ -194,7 +176,7 @@ class WebSocketGateway:
             )
             return web.json_response({"message": _status_message(status)}, status=status)
 
-        peer = GatewayPeer(ws, conn)
+        peer = GatewayPeer(ws, conn, self._on_frame)
         # Registered before the handshake answer goes out, so the connection can be
         # posted to as soon as the client sees it open.
         self.registry.add(peer)
@@ -373,11 +355,11 @@ class WebSocketGateway:
     ) -> None:
         lived = time.time() - peer.connected_at
         log.info(
-            "close    %s  code %s%s, %d replies, %.1f s",
+            "close    %s  code %s%s, %d frames sent, %.1f s",
             conn.connection_id[:8],
             code,
             f" ({reason})" if reason else "",
-            peer.replies,
+            peer.frames_sent,
             lived,
         )
         name = self.config.routes.get("$disconnect")

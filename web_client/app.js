@@ -12,6 +12,14 @@ import { StatusLine } from "./status.js";
 const MAX_FRAME_BYTES = 127 * 1024;
 // If a stopped or reset reply never confirms its end, stop waiting for it after this.
 const SETTLE_TIMEOUT_MS = 5000;
+// The server frees the connection just after a reply's `done`, and a reply that outlived
+// the wait above may hold it a while longer, so a chat sent then can be refused as `busy`
+// (docs/protocol.md). Such a refusal is retried, backing off, for this long at most; a
+// `busy` with no reply ended that recently is shown at once.
+const BUSY_RETRY_MS = 15000;
+const BUSY_RETRY_FIRST_MS = 200;
+const BUSY_RETRY_MAX_MS = 3000;
+const QUEUED_BEHIND_REPLY = "Waiting for the previous reply to end. It will be sent then.";
 const GATEWAY_ERROR = "The server could not handle that request. Try again in a moment.";
 const DRAFT_KEY = "llambda.draft";
 const IDLE_HINT = "Enter to send · Shift+Enter for a new line";
@@ -39,10 +47,12 @@ const status = new StatusLine({
 });
 
 let connection = null;
-let outbox = null; // {prompt, promptView}: typed and sent, waiting for a connection
-let pending = null; // {prompt, promptView, reply, started, stopTimer}: its reply has not ended
+let outbox = null; // {prompt, promptView, retry}: typed and sent, waiting to go out
+let pending = null; // {prompt, promptView, reply, started, stopTimer, retry}: not ended yet
 let discarding = false; // after New chat: drop the old reply's tail until its `done`
 let discardTimer = null;
+let lastReplyEnd = -Infinity; // when a reply on this connection last ended or was left
+let retryTimer = null; // a prompt refused as `busy` waits in the outbox for its next try
 let droppedNoticeShown = false;
 
 function handleMessage(message) {
@@ -69,15 +79,22 @@ function handleMessage(message) {
         endDiscard();
         break;
       }
-      if (!pending) break;
+      if (!pending || !pending.started) {
+        // Every reply says `status` before it ends, so this is an older one's end (a reply
+        // that outlived the wait after Stop or New chat), not the end of the one sent now.
+        lastReplyEnd = performance.now();
+        break;
+      }
       const summary = describeTiming(message);
       pending.reply.finish(String(message.reason ?? "end"), summary);
+      lastReplyEnd = performance.now();
       endPending();
       status.set("done", summary ? `Ready · ${summary}` : "Ready");
       break;
     }
     case "error": {
       const code = String(message.code ?? "unknown");
+      if (code === "busy" && retryWhenFree()) break;
       const refusal = REFUSED_CHAT_CODES.has(code);
       reportError(friendlyError(code), message.message, { refusal, endsReply: !refusal });
       break;
@@ -108,6 +125,7 @@ function reportError(title, detail, { refusal, endsReply }) {
     return;
   }
   const refused = refusal && pending && !pending.started;
+  if (pending && endsReply) lastReplyEnd = performance.now();
   if (pending && (refused || endsReply)) {
     const { prompt, promptView, reply } = pending;
     if (!reply.hasText) {
@@ -144,31 +162,75 @@ function submitPrompt() {
   ui.prompt.value = "";
   saveDraft();
   autosize();
-  outbox = { prompt: text, promptView: view.addPrompt(text) };
+  outbox = { prompt: text, promptView: view.addPrompt(text), retry: null };
   view.scrollToEnd();
   flushOutbox();
   updateControls();
 }
 
-/** Send the waiting prompt if the connection is open and no reply is running. */
+/** Send the waiting prompt if the connection is open and no reply holds it. */
 function flushOutbox() {
-  if (!outbox || pending || discarding) return;
+  if (!outbox || pending) return;
   if (!connection?.isOpen) {
     outbox.promptView.setNote("Waiting for the connection. It will be sent when it is back.", "queued");
     return;
   }
+  if (discarding || retryTimer !== null) {
+    // The reply left by New chat, or one refused as busy, still holds the connection.
+    outbox.promptView.setNote(QUEUED_BEHIND_REPLY, "queued");
+    status.set("waiting", "Waiting for the previous reply to end…");
+    return;
+  }
   const { prompt, promptView } = outbox;
+  // Just after a reply ended, `busy` means it has not let go yet: worth trying again.
+  const now = performance.now();
+  const recent = now - lastReplyEnd < BUSY_RETRY_MS;
+  const retry = outbox.retry ?? (recent ? { attempts: 0, until: now + BUSY_RETRY_MS } : null);
   outbox = null;
   promptView.setNote(null);
   connection.send({ action: "chat", prompt });
-  pending = { prompt, promptView, reply: view.startReply(), started: false, stopTimer: null };
+  const reply = view.startReply();
+  pending = { prompt, promptView, reply, started: false, stopTimer: null, retry };
   status.set("waiting", "Sent · waiting for the model…", { since: performance.now() });
   updateControls();
+}
+
+/**
+ * A `busy` refusal of a chat sent just after a reply ended or was left behind: that reply
+ * still holds the connection. Queue the prompt again and try later; false when the refusal
+ * is not such a one, or the time for retries is up (then it is shown as usual).
+ */
+function retryWhenFree() {
+  if (!pending || pending.started || !pending.retry) return false;
+  const { prompt, promptView, reply, retry } = pending;
+  const now = performance.now();
+  if (now >= retry.until) return false;
+  reply.fail(""); // nothing came back: its empty bubble goes
+  clearTimeout(pending.stopTimer);
+  pending = null;
+  outbox = { prompt, promptView, retry: { attempts: retry.attempts + 1, until: retry.until } };
+  const backoff = BUSY_RETRY_FIRST_MS * 2 ** retry.attempts;
+  retryTimer = setTimeout(
+    () => {
+      retryTimer = null;
+      flushOutbox();
+    },
+    Math.min(backoff, BUSY_RETRY_MAX_MS, retry.until - now),
+  );
+  flushOutbox(); // shows it as queued
+  updateControls();
+  return true;
+}
+
+function cancelRetry() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
 }
 
 function stopReply() {
   if (outbox && !pending) {
     // Not sent yet: take it back into the box.
+    cancelRetry();
     restorePrompt(outbox.prompt);
     outbox.promptView.remove();
     outbox = null;
@@ -184,6 +246,7 @@ function stopReply() {
   stopping.stopTimer = setTimeout(() => {
     if (pending !== stopping) return;
     stopping.reply.finish("stopped", "");
+    lastReplyEnd = performance.now();
     endPending();
     status.set("connected", "Stopped");
   }, SETTLE_TIMEOUT_MS);
@@ -197,6 +260,7 @@ function newChat() {
     clearTimeout(pending.stopTimer);
     pending = null;
   }
+  cancelRetry();
   if (outbox) {
     restorePrompt(outbox.prompt);
     outbox = null;
@@ -217,18 +281,29 @@ function endPending() {
   flushOutbox();
 }
 
+/** The reply left by New chat ended (or we stop waiting): a queued prompt may go. */
 function endDiscard() {
   clearTimeout(discardTimer);
   discardTimer = null;
   discarding = false;
+  lastReplyEnd = performance.now();
   flushOutbox();
+}
+
+/** A connection closed or opened: no reply of an earlier one holds it or sends to it. */
+function forgetOldReplies() {
+  clearTimeout(discardTimer);
+  discardTimer = null;
+  discarding = false;
+  cancelRetry();
+  lastReplyEnd = -Infinity;
+  if (outbox) outbox.retry = null;
 }
 
 function onOpen(reconnected) {
   ui.reconnect.hidden = true;
   droppedNoticeShown = false;
-  // A new connection has no reply running, so nothing of an old one will arrive.
-  endDiscard();
+  forgetOldReplies();
   if (reconnected) {
     status.set("connected", "Reconnected");
     if (!view.isEmpty) {
@@ -253,10 +328,10 @@ function onClose(retryInMs, nextAttempt) {
     } else {
       // Nothing came back yet: send it again on the next connection.
       reply.fail("");
-      outbox = { prompt, promptView };
+      outbox = { prompt, promptView, retry: null };
     }
   }
-  discarding = false;
+  forgetOldReplies();
   const everOpened = connection.everOpened;
   if (everOpened && !droppedNoticeShown) {
     droppedNoticeShown = true;

@@ -205,6 +205,23 @@ def test_no_token_is_401_a_wrong_one_403_and_the_right_one_accepted(guarded):
     assert pong == {"type": "pong"}
 
 
+def test_a_secret_given_to_the_twin_replaces_the_generated_one(assemblies):
+    # `make dev ARGS="--secret Authorizer/Token=..."`: the value, not the generated one.
+    twin = OfflineCloud(
+        assembly=assemblies.get({"requireToken": True}),
+        stage=TWIN_STAGE,
+        secrets={"Authorizer/Token": "chosen-token"},
+    )
+    with twin:
+
+        async def scenario():
+            async with connect(twin, "?token=chosen-token") as ws:
+                await ws.send(json.dumps({"action": "ping"}))
+                return await receive(ws)
+
+        assert run(scenario()) == {"type": "pong"}
+
+
 def test_a_stage_without_required_token_has_no_authorizer(cloud):
     # Dev deploys no authorizer (see infra/stateless_stack.py): any token, or none, connects.
     async def scenario():

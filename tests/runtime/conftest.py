@@ -15,41 +15,35 @@ import pytest
 from aiohttp import web
 
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
+from offline.serving import Server
 
 STAGE = "dev"
 
 
 class AppServer:
-    """An aiohttp application served from its own thread and event loop."""
+    """An aiohttp application on a free port, served from its own thread and loop."""
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
+        self._server = Server("127.0.0.1")
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self._runner = web.AppRunner(self._app)
-        self.loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self._runner.cleanup())
-        self.loop.close()
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._server.loop
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    async def _setup(self, _: web.Application) -> None:
+        await self._server.serve_app(self._app, 0, main=True)
 
     def start(self) -> AppServer:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("server did not start")
+        self._server.start(self._setup, timeout=10)
         return self
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        self._server.stop()
 
     @property
     def url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from llambda.handlers import authorizer
@@ -13,14 +15,20 @@ ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef/dev/$connect"
 def secret(lambda_env, moto_server, monkeypatch):
     from llambda.handlers import aws
 
+    # One moto server serves the whole session: every secret needs a name no other test
+    # (nor a rerun) can pick. id() cannot promise that: CPython reuses freed objects' ids.
     created = moto_server.client("secretsmanager").create_secret(
-        Name=f"token-{id(monkeypatch)}", SecretString="s3cret-token"
+        Name=_unique_name("token"), SecretString="s3cret-token"
     )
     monkeypatch.setenv("TOKEN_SECRET_ARN", created["ARN"])
     aws.settings.cache_clear()
     authorizer._expected_token.cache_clear()
     yield created["ARN"]
     authorizer._expected_token.cache_clear()
+
+
+def _unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
 
 
 def authorize(context, token=None):
@@ -80,6 +88,6 @@ def test_json_secret_value(lambda_env, moto_server):
     from llambda.handlers import aws
 
     arn = moto_server.client("secretsmanager").create_secret(
-        Name="json-token", SecretString='{"token": "abc"}'
+        Name=_unique_name("json-token"), SecretString='{"token": "abc"}'
     )["ARN"]
     assert aws.read_secret(arn, json_key="token") == "abc"

@@ -78,7 +78,8 @@ def update_screenshot() -> bool:
 class Twin:
     """The real local twin (offline/) on a fixed port, so it can be stopped and started again."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, assembly: Path, port: int = 0) -> None:
+        self.assembly = assembly
         self.port = port
         self.cloud = None
 
@@ -92,8 +93,12 @@ class Twin:
 
     def start(self) -> Twin:
         from offline.cloud import OfflineCloud
+        from tests.offline.twin_helpers import LOCAL_ENVIRONMENT
+        from tests.twin_assembly import TWIN_STAGE
 
-        self.cloud = OfflineCloud(port=self.port)
+        self.cloud = OfflineCloud(
+            assembly=self.assembly, stage=TWIN_STAGE, port=self.port, environment=LOCAL_ENVIRONMENT
+        )
         self.cloud.start()
         self.port = self.cloud.port
         return self
@@ -105,16 +110,16 @@ class Twin:
 
 
 @pytest.fixture(scope="module")
-def twin() -> Iterator[Twin]:
+def twin(assemblies) -> Iterator[Twin]:
     """The whole chat on this machine: real handlers, the tiny model on llama.cpp."""
-    twin = Twin().start()
+    twin = Twin(assemblies.get()).start()
     yield twin
     twin.stop()
 
 
 @pytest.fixture
-def own_twin() -> Iterator[Twin]:
+def own_twin(assemblies) -> Iterator[Twin]:
     """A twin for one test that stops and restarts it."""
-    twin = Twin().start()
+    twin = Twin(assemblies.get()).start()
     yield twin
     twin.stop()

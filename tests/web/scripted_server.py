@@ -2,8 +2,9 @@
 
 It serves `web_client/` and answers each client message with canned protocol messages from
 a script. It does NOT generate anything and no test that uses it claims to test generation:
-it exists for a reply that carries markup (script injection) and for refusals such as
-`busy` at a chosen moment. Everything else runs against the real local twin.
+it exists for a reply that carries markup (script injection), for refusals such as `busy`
+at a chosen moment, and for a reply held open until the test ends it (`push`). Everything
+else runs against the real local twin.
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ class ScriptedChatServer:
         for socket in list(self._sockets):
             await socket.close()
         await self._runner.cleanup()
+
+    def push(self, message: dict) -> None:
+        """Send `message` now on every open socket, unasked (CLOSE closes them instead)."""
+        asyncio.run_coroutine_threadsafe(self._push(message), self._loop).result(timeout=10)
+
+    async def _push(self, message: dict) -> None:
+        for socket in list(self._sockets):
+            if message == CLOSE:
+                await socket.close()
+            else:
+                await socket.send_str(json.dumps(message))
 
     async def _index(self, _request: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_CLIENT_DIR / "index.html")

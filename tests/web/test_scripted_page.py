@@ -6,6 +6,7 @@ what arrives, not generation.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -297,3 +298,113 @@ def test_the_markdown_subset_builds_only_safe_elements(server, open_page):
         assert rendered[text]["blocks"] == expected, text
         assert set(rendered[text]["tags"]) <= allowed_tags, text
         assert set(rendered[text]["attributes"]) <= allowed_attributes, text
+
+
+# New chat during a reply, then a prompt at once. The server runs one reply at a time per
+# connection: the reply left behind holds the connection until it has ended (its `done`), and
+# the real server lets go of it only just after posting that `done`.
+LONG = "Tell me a long story."
+BUSY = {"type": "error", "code": "busy", "message": "A reply is still running."}
+
+
+def _holding_script(lease: dict):
+    """LONG starts a reply that only the test ends; a chat while it holds the lease is busy."""
+
+    def script(message: dict) -> list[tuple[float, dict]]:
+        action = message.get("action")
+        if action == "reset":
+            return [(0, {"type": "reset", "stopped": lease["held"]})]
+        if action != "chat":
+            return []
+        if lease["held"]:
+            if lease["ended"]:
+                lease["held"] = False  # let go just after refusing the first chat after `done`
+            return [(0, BUSY)]
+        if message["prompt"] == LONG:
+            lease.update(held=True, ended=False)
+            return [
+                (0, {"type": "status", "state": "generating"}),
+                (0, {"type": "delta", "text": "Once upon a time", "seq": 0}),
+            ]
+        return [
+            (0, {"type": "status", "state": "generating"}),
+            (0, {"type": "delta", "text": "Blue.", "seq": 0}),
+            (0, _done()),
+        ]
+
+    return script
+
+
+def _new_chat_during_a_reply_then_a_prompt(page) -> None:
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    page.locator("#prompt").fill(LONG)
+    page.locator("#prompt").press("Enter")
+    expect(page.locator(".message.reply")).to_contain_text("Once upon a time")
+    page.locator("#new-chat").click()
+    expect(page.locator("#messages > *")).to_have_count(0)
+    page.locator("#prompt").fill("Name one colour.")
+    page.locator("#prompt").press("Enter")
+    # The prompt is shown as queued behind the old reply, and can still be taken back.
+    prompt = page.locator(".message.prompt")
+    expect(prompt).to_have_class(re.compile(r"\bqueued\b"))
+    expect(prompt.locator(".note")).to_contain_text("Waiting for the previous reply to end")
+    expect(page.locator("#stop")).to_be_visible()
+    assert page.locator(".message.reply").count() == 0
+
+
+def _answered_without_a_refusal(page) -> None:
+    reply = page.locator(".message.reply")
+    expect(reply).to_have_attribute("data-reason", "end", timeout=20000)
+    expect(reply.locator(".bubble")).to_have_text("Blue.")
+    expect(page.locator(".message.prompt")).not_to_have_class(re.compile(r"\bqueued\b"))
+    expect(page.locator("#status")).to_have_attribute("data-state", "done")
+    assert page.locator(".message.error, .message.prompt.unsent").count() == 0
+    assert "Once upon a time" not in page.locator("#messages").inner_text()
+
+
+def test_a_prompt_right_after_new_chat_waits_for_the_old_reply_to_end(open_page):
+    lease = {"held": False, "ended": False}
+    server = ScriptedChatServer(_holding_script(lease))
+    server.start()
+    try:
+        page = open_page(server.http_url)
+        _new_chat_during_a_reply_then_a_prompt(page)
+        _eventually(lambda: [m["action"] for m in server.received] == ["chat", "reset"])
+
+        # The old reply ends. The first chat after its `done` still finds the lease held
+        # (the race the real server's order allows); the page tries again and is answered.
+        lease["ended"] = True
+        server.push(_done("stopped"))
+        _answered_without_a_refusal(page)
+        assert [m.get("prompt") for m in server.received if m["action"] == "chat"] == [
+            LONG,
+            "Name one colour.",  # refused as busy: the old reply had not let go yet
+            "Name one colour.",
+        ]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("release", ["the connection drops", "the wait runs out"])
+def test_an_old_reply_that_never_ends_does_not_hold_a_new_prompt_for_ever(open_page, release):
+    """Its `done` never comes: a new connection, or the page's bounded wait, frees the prompt."""
+    lease = {"held": False, "ended": False}
+    server = ScriptedChatServer(_holding_script(lease))
+    server.start()
+    try:
+        page = open_page(server.http_url)
+        _new_chat_during_a_reply_then_a_prompt(page)
+        _eventually(lambda: [m["action"] for m in server.received] == ["chat", "reset"])
+        if release == "the connection drops":
+            lease["held"] = False  # a new connection has no reply running
+            server.push(CLOSE)
+            expect(page.locator(".message.notice").last).to_contain_text("Reconnected")
+        else:
+            # The page stops waiting for the `done` and sends; the lease is still held, so
+            # it is refused as busy and tried again until the lease lapses (a crashed reply's
+            # does), here once the server has refused it once.
+            _eventually(lambda: len(server.received) >= 3, timeout=15)
+            lease["ended"] = True
+        _answered_without_a_refusal(page)
+    finally:
+        server.stop()
