@@ -19,7 +19,12 @@ VENV_STAMP := $(VENV)/.stamp-venv
 # synth needs only the CDK libraries: a CI or pipeline synth step skips compiling llama.cpp.
 INFRA_STAMP := $(VENV)/.stamp-infra
 NPM_STAMP := node_modules/.stamp-npm
-CHROMIUM := /usr/bin/chromium
+# The Chromium the browser tests drive: a path, or `playwright` for Playwright's own build
+# (CI on Ubuntu, where the chromium package is a snap). Exported: tests/web/conftest.py
+# reads it from the environment, or asks this file for the default.
+DEBIAN_CHROMIUM := /usr/bin/chromium
+CHROMIUM ?= $(DEBIAN_CHROMIUM)
+export CHROMIUM
 
 .PHONY: help setup wheel twin-synth dev test lint format synth ls bench cost clean browser
 
@@ -77,7 +82,7 @@ $(NPM_STAMP): package.json package-lock.json
 	touch $@
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
-$(CHROMIUM):
+$(DEBIAN_CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
@@ -86,7 +91,16 @@ $(CHROMIUM):
 
 setup: $(VENV_STAMP) $(NPM_STAMP) ## create .venv and node_modules
 
-browser: $(CHROMIUM) ## install Debian's Chromium for the browser tests
+# Playwright's Chromium and the system libraries it needs (apt, through sudo when not root);
+# re-installed whenever .venv is, since each Playwright release drives its own build.
+PLAYWRIGHT_CHROMIUM_STAMP := $(VENV)/.stamp-playwright-chromium
+$(PLAYWRIGHT_CHROMIUM_STAMP): $(VENV_STAMP)
+	$(VENV)/bin/playwright install --with-deps chromium
+	touch $@
+
+# Any other path must already exist: make then stops with "No rule to make target".
+BROWSER_PREREQ := $(if $(filter playwright,$(CHROMIUM)),$(PLAYWRIGHT_CHROMIUM_STAMP),$(CHROMIUM))
+browser: $(BROWSER_PREREQ) ## install the browser tests' Chromium (CHROMIUM=path or playwright)
 
 # `make dev` runs the Dev stage as `cdk synth` writes it, with the tiny open model on
 # llama.cpp (no AccessKey). Extra context: make dev CONTEXT="-c Dev.provisionedConcurrency=1"
@@ -102,24 +116,31 @@ export PIP_FIND_LINKS = $(WHEEL_DIR)
 twin-synth: $(VENV_STAMP) $(NPM_STAMP)
 	@test -f $(MODELS_DIR)/$(notdir $(TWIN_MODEL)) || install -m 0644 $(TWIN_MODEL) $(MODELS_DIR)/
 	@inputs=$$( { echo '$(TWIN_CONTEXT)'; \
-		find app.py cdk.json infra lambda_image web_client -type f \
+		find app.py cdk.json $(wildcard llambda.local.json) infra lambda_image web_client -type f \
 			-not -path '*/__pycache__/*' -not -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; \
 		} | sha256sum | cut -c1-16 ); \
 	if [ "$$(cat $(TWIN_OUT)/.inputs 2>/dev/null)" != "$$inputs" ]; then \
 		echo "synthesizing $(TWIN_STAGE) into $(TWIN_OUT)"; \
-		rm -rf $(TWIN_OUT) && npx cdk synth --quiet -o $(TWIN_OUT) $(TWIN_CONTEXT) >/dev/null \
-			&& echo "$$inputs" > $(TWIN_OUT)/.inputs; \
+		rm -rf $(TWIN_OUT).new && npx cdk synth --quiet -o $(TWIN_OUT).new $(TWIN_CONTEXT) >/dev/null \
+			&& echo "$$inputs" > $(TWIN_OUT).new/.inputs \
+			&& rm -rf $(TWIN_OUT) && mv $(TWIN_OUT).new $(TWIN_OUT); \
 	fi
 
 dev: twin-synth ## run the Dev stage locally (the chat): open the printed address
 	$(PY) -m offline --assembly $(TWIN_OUT) --stage $(TWIN_STAGE) --port $(PORT) $(ARGS)
 
-test: twin-synth $(CHROMIUM) lint ## every test (what CI runs)
+test: twin-synth browser lint ## every test (what CI runs)
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m pytest
 
-lint: $(VENV_STAMP) ## ruff lint and format check
+# The CI workflow: actionlint for syntax and expressions (its shellcheck and
+# pyflakes passes off: the run: steps are bare make targets, and whether those tools are
+# installed differs by machine), zizmor for security findings, offline (no GitHub API).
+lint: $(VENV_STAMP) ## ruff lint and format check; actionlint and zizmor on the CI workflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/actionlint -shellcheck= -pyflakes=
+	$(VENV)/bin/zizmor --quiet --offline --no-progress --persona pedantic \
+		--config .github/zizmor.yml .github/workflows
 
 format: $(VENV_STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -133,6 +154,12 @@ ls: $(INFRA_STAMP) $(NPM_STAMP) ## list every stack of both stages
 
 bench: twin-synth ## measure streaming, cold start and synth; write docs/bench/
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m bench
+
+# Reads the account the current credentials reach, and never changes it (docs/deploy.md).
+# It needs only pyproject.toml's infra group (the CDK libraries and boto3).
+.PHONY: preflight
+preflight: $(INFRA_STAMP) ## check the AWS account and this machine before a deploy
+	$(PY) -m preflight $(ARGS)
 
 cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""The CDK app: `Dev` and `Prod` from infra/config.py, overridden by `-c` context.
+"""The CDK app: `Dev` and `Prod` from infra/config.py, overridden by context.
 
-This is the only place that reads context or the environment. Plain `-c key=value`
-applies to every stage, `-c Dev.key=value` / `-c Prod.key=value` to one (see
+This is the only place that reads context, the environment or the local settings file.
+Plain `-c key=value` applies to every stage, `-c Dev.key=value` / `-c Prod.key=value` to
+one; `llambda.local.json` (git-ignored) fills in keys no context sets (see
 docs/deploy.md). `-c pipeline=1` adds the optional self-updating pipeline.
 """
 
 import os
+import sys
 
 from infra.quiet_jsii import silence_node_banners
 
@@ -15,12 +17,23 @@ silence_node_banners()  # before aws_cdk starts the jsii runtime
 import aws_cdk as cdk  # noqa: E402
 
 from infra.build import build_app, environment  # noqa: E402
+from infra.config import ConfigError  # noqa: E402
+from infra.context import read_local_settings, with_local_settings  # noqa: E402
+from infra.paths import LOCAL_SETTINGS  # noqa: E402
 
 app = cdk.App()
-build_app(
-    app,
-    context=app.node.get_all_context(),
-    # Set by the CLI from the current credentials; absent, the stacks are env-agnostic.
-    env=environment(os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")),
-)
+try:
+    build_app(
+        app,
+        context=with_local_settings(
+            app.node.get_all_context(), read_local_settings(LOCAL_SETTINGS)
+        ),
+        # Set by the CLI from the current credentials; absent, the stacks are env-agnostic.
+        env=environment(
+            os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
+        ),
+    )
+except ConfigError as error:
+    # A setting that cannot deploy: say which and why, without a Python traceback.
+    sys.exit(f"llambda: {error}")
 app.synth()

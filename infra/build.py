@@ -13,6 +13,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.context import pipeline_settings, stage_configs
+from infra.names import PIPELINE
 from infra.stage import LlambdaStage
 
 
@@ -34,7 +35,7 @@ def build_app(
 
         PipelineStack(
             app,
-            "Pipeline",
+            PIPELINE,
             settings=settings,
             configs=stage_configs(context),
             env=env,

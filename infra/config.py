@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 Engine = Literal["picollm", "llamacpp"]
 
+
+class ConfigError(ValueError):
+    """A setting that cannot deploy; the message names the key and the rule."""
+
+
 # Where the Dockerfile puts the model inside the image (see lambda_image/Dockerfile).
 IMAGE_MODEL_DIR = "/opt/models"
 
@@ -28,7 +33,10 @@ class StageConfig:
     model_file: str = "model.pllm"
     inference_memory_mb: int = 10240
     inference_timeout_seconds: int = 900
+    # The most replies at once. 0 means no reservation (the function shares the account's
+    # unreserved pool): an account under 100 + N concurrent executions cannot reserve N.
     reserved_concurrency: int = 2
+    # Instances kept initialized on the alias `live`; at most reserved_concurrency when set.
     provisioned_concurrency: int = 0
     # Router function (zip): validates, updates the table, dispatches asynchronously
     router_memory_mb: int = 256
@@ -72,6 +80,11 @@ class StageConfig:
 
     # Free-form tags applied to every resource of the stage
     tags: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        problems = validation_problems(self)
+        if problems:
+            raise ConfigError(f"{self.stage_name}: " + "; ".join(problems))
 
     @property
     def model_path(self) -> str:
@@ -157,9 +170,59 @@ class StageConfig:
             name = _snake(key)
             if name not in fields or name == "stage_name":
                 known = ", ".join(sorted(context_keys()))
-                raise ValueError(f"unknown config key {key!r}; known keys: {known}")
+                raise ConfigError(f"unknown config key {key!r}; known keys: {known}")
             changes[name] = _coerce(name, getattr(self, name), raw)
         return dataclasses.replace(self, **changes)
+
+
+# Lambda's own bounds (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
+# a value outside them would pass synth and fail in CloudFormation minutes later.
+MEMORY_MB = (128, 10240)
+MAX_TIMEOUT_SECONDS = 900
+ASYNC_EVENT_AGE_SECONDS = (60, 21600)
+MODEL_SUFFIX = {"picollm": ".pllm", "llamacpp": ".gguf"}
+
+
+def validation_problems(config: StageConfig) -> list[str]:
+    """Every setting of `config` that could not deploy, each naming its key and the rule."""
+    problems = []
+    for name in ("inference_memory_mb", "router_memory_mb"):
+        value = getattr(config, name)
+        if not MEMORY_MB[0] <= value <= MEMORY_MB[1]:
+            problems.append(
+                f"{_camel(name)} is {value}; Lambda allows {MEMORY_MB[0]} to {MEMORY_MB[1]} MB"
+            )
+    for name in ("inference_timeout_seconds", "router_timeout_seconds"):
+        value = getattr(config, name)
+        if not 1 <= value <= MAX_TIMEOUT_SECONDS:
+            problems.append(
+                f"{_camel(name)} is {value}; Lambda allows 1 to {MAX_TIMEOUT_SECONDS} seconds"
+            )
+    for name in ("reserved_concurrency", "provisioned_concurrency"):
+        if getattr(config, name) < 0:
+            problems.append(f"{_camel(name)} is {getattr(config, name)}; it must be 0 or more")
+    reserved, provisioned = config.reserved_concurrency, config.provisioned_concurrency
+    if reserved > 0 and provisioned > reserved:
+        problems.append(
+            f"provisionedConcurrency ({provisioned}) must not exceed reservedConcurrency "
+            f"({reserved}): Lambda provisions instances within the reservation "
+            "(or set reservedConcurrency=0 for no reservation)"
+        )
+    age = config.dispatch_max_event_age_seconds
+    if not ASYNC_EVENT_AGE_SECONDS[0] <= age <= ASYNC_EVENT_AGE_SECONDS[1]:
+        low, high = ASYNC_EVENT_AGE_SECONDS
+        problems.append(
+            f"dispatchMaxEventAgeSeconds is {age}; Lambda allows {low} to {high} seconds"
+        )
+    suffix = MODEL_SUFFIX.get(config.engine)
+    if suffix is None:
+        problems.append(f"engine must be picollm or llamacpp, not {config.engine!r}")
+    elif not config.model_file.endswith(suffix) or "/" in config.model_file:
+        problems.append(
+            f"modelFile {config.model_file!r} must be a {suffix} file name in "
+            f"lambda_image/models/ for engine={config.engine}"
+        )
+    return problems
 
 
 DEV = StageConfig(
@@ -210,12 +273,14 @@ def _coerce(name: str, current: Any, raw: Any) -> Any:
         value = raw
     elif isinstance(current, bool):
         if raw.lower() not in ("true", "false"):
-            raise ValueError(f"{_camel(name)} must be true or false, not {raw!r}")
+            raise ConfigError(f"{_camel(name)} must be true or false, not {raw!r}")
         value = raw.lower() == "true"
-    elif isinstance(current, int):
-        value = int(raw)
-    elif isinstance(current, float):
-        value = float(raw)
+    elif isinstance(current, int | float):
+        try:
+            value = type(current)(raw)
+        except ValueError:
+            kind = "a whole number" if isinstance(current, int) else "a number"
+            raise ConfigError(f"{_camel(name)} must be {kind}, not {raw!r}") from None
     elif isinstance(current, tuple):
         value = tuple(p.strip() for p in raw.split(",") if p.strip())
     elif name == "alarm_email":
@@ -224,6 +289,4 @@ def _coerce(name: str, current: Any, raw: Any) -> Any:
         value = raw
     if isinstance(current, tuple) and isinstance(value, list):
         value = tuple(value)
-    if name == "engine" and value not in ("picollm", "llamacpp"):
-        raise ValueError(f"engine must be picollm or llamacpp, not {value!r}")
     return value

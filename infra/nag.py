@@ -19,6 +19,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
+# Pseudo parameters as cdk-nag flattens them, or concrete values when the env is known.
+PARTITION = r"(<AWS::Partition>|aws[a-z-]*)"
+REGION = r"(<AWS::Region>|[a-z]{2}(-[a-z]+)+-\d)"
+ACCOUNT = r"(<AWS::AccountId>|\d{12})"
+
 
 @dataclass(frozen=True)
 class WildcardRule:

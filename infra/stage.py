@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.names import STATEFUL, STATELESS
 from infra.stateful_stack import StatefulStack
 from infra.stateless_stack import StatelessStack
 
@@ -22,13 +23,13 @@ class LlambdaStage(cdk.Stage):
         self.config = config
         self.stateful = StatefulStack(
             self,
-            "Stateful",
+            STATEFUL,
             config=config,
             description=f"llambda {config.stage_name}: connection table",
         )
         self.stateless = StatelessStack(
             self,
-            "Stateless",
+            STATELESS,
             config=config,
             table=self.stateful.table,
             description=f"llambda {config.stage_name}: functions, WebSocket API, chat page",

@@ -17,7 +17,13 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.router_function import RouterFunction
 from infra.constructs.web_client_hosting import WebClientHosting
 from infra.constructs.websocket_api import WebSocketApi
-from infra.nag import WildcardRule, acknowledge_wildcards
+from infra.nag import ACCOUNT, PARTITION, REGION, WildcardRule, acknowledge_wildcards
+from infra.names import (
+    ACCESS_KEY_OUTPUT,
+    TOKEN_OUTPUT,
+    WEB_CLIENT_URL_OUTPUT,
+    WEBSOCKET_URL_OUTPUT,
+)
 
 
 class StatelessStack(cdk.Stack):
@@ -83,21 +89,24 @@ class StatelessStack(cdk.Stack):
         )
 
         self.websocket_url = cdk.CfnOutput(
-            self, "WebSocketUrl", value=self.websocket.url, description="Connect here (wss://)"
+            self,
+            WEBSOCKET_URL_OUTPUT,
+            value=self.websocket.url,
+            description="Connect here (wss://)",
         )
         self.web_client_url = cdk.CfnOutput(
-            self, "WebClientUrl", value=self.web_client.url, description="The chat page"
+            self, WEB_CLIENT_URL_OUTPUT, value=self.web_client.url, description="The chat page"
         )
-        cdk.CfnOutput(
+        self.access_key_secret_arn = cdk.CfnOutput(
             self,
-            "AccessKeySecretArn",
+            ACCESS_KEY_OUTPUT,
             value=self.inference.access_key_secret.secret_arn,
             description="Put the picoLLM AccessKey here (aws secretsmanager put-secret-value)",
         )
         if self.authorizer:
             cdk.CfnOutput(
                 self,
-                "TokenSecretArn",
+                TOKEN_OUTPUT,
                 value=self.authorizer.secret.secret_arn,
                 description="The ?token= clients need (aws secretsmanager get-secret-value)",
             )
@@ -134,14 +143,10 @@ class StatelessStack(cdk.Stack):
 
 
 _DEPLOYMENT = r".*/Custom::CDKBucketDeployment[0-9A-F]+/.*"
-# Pseudo parameters as cdk-nag flattens them, or concrete values when the env is known.
-_PARTITION = r"(<AWS::Partition>|aws[a-z-]*)"
-_REGION = r"(<AWS::Region>|[a-z]{2}(-[a-z]+)+-\d)"
-_ACCOUNT = r"(<AWS::AccountId>|\d{12})"
 STATELESS_WILDCARDS = (
     WildcardRule(
         pattern=(
-            rf"Resource::arn:{_PARTITION}:execute-api:{_REGION}:{_ACCOUNT}:<WebSocketApi[0-9A-F]+>"
+            rf"Resource::arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT}:<WebSocketApi[0-9A-F]+>"
             r"/[a-z]+/(POST|GET|DELETE)/@connections/\*"
         ),
         reason=(
@@ -168,7 +173,7 @@ STATELESS_WILDCARDS = (
     ),
     WildcardRule(
         pattern=(
-            rf"Resource::(arn:{_PARTITION}:s3:::cdk-[a-z0-9]+-assets-{_ACCOUNT}-{_REGION}"
+            rf"Resource::(arn:{PARTITION}:s3:::cdk-[a-z0-9]+-assets-{ACCOUNT}-{REGION}"
             r"|<WebClientSite[0-9A-F]+\.Arn>)/\*"
         ),
         reason=(

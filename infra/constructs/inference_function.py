@@ -80,8 +80,9 @@ class InferenceFunction(Construct):
             architecture=lambda_.Architecture.X86_64,
             memory_size=config.inference_memory_mb,
             timeout=cdk.Duration.seconds(config.inference_timeout_seconds),
-            # The ceiling on simultaneous replies, and so on cost.
-            reserved_concurrent_executions=config.reserved_concurrency,
+            # The ceiling on simultaneous replies, and so on cost. 0 is no reservation, not
+            # a function throttled to zero (see StageConfig.reserved_concurrency).
+            reserved_concurrent_executions=config.reserved_concurrency or None,
             environment=config.inference_environment(
                 table_name=table_name,
                 access_key_secret_arn=self.access_key_secret.secret_arn,
@@ -91,6 +92,12 @@ class InferenceFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
         )
         self.access_key_secret.grant_read(self.role)
+        # The image asset's hash names its build context in the cloud assembly
+        # (`asset.<hash>/`), where the pipeline puts the git-ignored model before building.
+        image = self.function.node.try_find_child("AssetImage")
+        if not isinstance(image, ecr_assets.DockerImageAsset):
+            raise RuntimeError("aws-cdk-lib no longer names the image asset 'AssetImage'")
+        self.image_asset_hash: str = image.asset_hash
         self.alias = lambda_.Alias(
             self,
             "Live",

@@ -13,6 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
+from llambda.protocol import ACTIVATION_LIMIT
 
 # What the runtime emits (Powertools EMF; `service` is Powertools' default dimension).
 METRICS_NAMESPACE = "Llambda"
@@ -113,6 +114,22 @@ class Monitoring(Construct):
                 "Many refused connections or frames (4XX): a bad client or abuse.",
             ),
         }
+        if config.engine == "picollm":
+            alarms["AccessKeyActivation"] = (
+                cloudwatch.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="Errors",
+                    dimensions_map={
+                        "code": ACTIVATION_LIMIT,
+                        "service": INFERENCE_SERVICE,
+                        "stage": config.stage_name,
+                    },
+                    **sum5,
+                ),
+                1,
+                "picoLLM could not activate the AccessKey (its activation limit, most "
+                "likely): clients got activation_limit until it is fixed.",
+            )
         if config.provisioned_concurrency > 0:
             alarms["ProvisionedConcurrencySpillover"] = (
                 inference_alias.metric("ProvisionedConcurrencySpilloverInvocations", **sum5),

@@ -1,9 +1,13 @@
 """The chat page: a private bucket behind CloudFront with origin access control.
 
-`config.json` beside the page is written at deploy time with the stage's WebSocket URL.
+`config.json` beside the page is written at deploy time with the stage's WebSocket URL,
+its model's name and the caps the page checks before sending (`page_config`).
 """
 
 from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudfront as cloudfront
@@ -17,6 +21,20 @@ from infra.constructs.runtime_function import log_group
 from infra.paths import WEB_CLIENT_DIR
 
 CONFIG_FILE = "config.json"
+
+
+def page_config(*, config: StageConfig, websocket_url: str) -> dict[str, Any]:
+    """What the page reads from config.json: where to connect, the model's name, and the
+    stage's caps (the page checks a prompt's length and bounds its settings by them; the
+    router still enforces every one)."""
+    return {
+        "websocketUrl": websocket_url,
+        "model": PurePosixPath(config.model_file).stem,
+        "maxPromptChars": config.max_prompt_chars,
+        "maxTokensCap": config.max_tokens_cap,
+        "defaultMaxTokens": config.default_max_tokens,
+        "maxTemperature": config.max_temperature,
+    }
 
 
 class WebClientHosting(Construct):
@@ -104,7 +122,7 @@ class WebClientHosting(Construct):
         return f"https://{self.distribution.distribution_domain_name}"
 
     def deploy_site(self, *, websocket_url: str) -> s3deploy.BucketDeployment:
-        """Upload `web_client/` and a `config.json` naming the stage's WebSocket URL."""
+        """Upload `web_client/` and the stage's `config.json` (see `page_config`)."""
         return s3deploy.BucketDeployment(
             self,
             "Deployment",
@@ -112,7 +130,9 @@ class WebClientHosting(Construct):
             sources=[
                 # The local config.json (for `make dev`) is replaced by the deployed one.
                 s3deploy.Source.asset(str(WEB_CLIENT_DIR), exclude=[CONFIG_FILE]),
-                s3deploy.Source.json_data(CONFIG_FILE, {"websocketUrl": websocket_url}),
+                s3deploy.Source.json_data(
+                    CONFIG_FILE, page_config(config=self._config, websocket_url=websocket_url)
+                ),
             ],
             distribution=self.distribution,
             distribution_paths=["/*"],

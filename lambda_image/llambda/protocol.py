@@ -16,6 +16,9 @@ TOO_LARGE = "too_large"
 BUSY = "busy"
 RATE_LIMITED = "rate_limited"
 ENGINE_ERROR = "engine_error"
+# picoLLM could not activate its AccessKey (activation limit reached, throttled, refused):
+# an operator's problem that retrying now will not fix, unlike most engine errors.
+ACTIVATION_LIMIT = "activation_limit"
 UNAVAILABLE = "unavailable"
 
 ACTIONS = ("chat", "stop", "reset", "ping")

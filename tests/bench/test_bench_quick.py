@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median
 
 import pytest
 
@@ -77,6 +78,40 @@ def test_every_figure_is_present(results):
     assert "cdk_synth_s" in data["synth"]
     assert len(data["targets"]) == len(TARGETS)
     assert all(isinstance(t["pass"], bool) and _number(t["value"]) for t in data["targets"])
+
+
+def _check_ratios(streamed: dict, series: tuple[str, ...]) -> None:
+    """Each run's ratio is its delivered tokens/s over the engine run it was paired with
+    (the engine runs once per repeat and latency, in that order); a row reports medians."""
+    engine_runs = streamed["engine"]["runs"]
+    latencies = [row["latency_ms"] for row in streamed[series[0]]]
+    for name in series:
+        for j, row in enumerate(streamed[name]):
+            assert row["latency_ms"] == latencies[j]
+            for r, run in enumerate(row["runs"]):
+                base = engine_runs[r * len(latencies) + j]
+                assert run["ratio"] == pytest.approx(run["tokens_per_s"] / base["tokens_per_s"])
+            for key in ("ratio", "tokens_per_s", "ttft_ms"):
+                assert row[key] == pytest.approx(
+                    round(median(run[key] for run in row["runs"]), 3), abs=1e-3
+                ), (name, row["latency_ms"], key)
+
+
+@pytest.mark.slow
+def test_ratios_are_delivered_over_engine_and_targets_are_judged_on_them(results):
+    data, _ = results
+    _check_ratios(data, ("delivered", "sender_only", "per_token"))
+    if data["machine"]["cores"] > 1:
+        _check_ratios(data["spare_core"], ("delivered",))
+    delivered_at_0 = next(r for r in data["delivered"] if r["latency_ms"] == 0)
+    by_name = {t["name"]: t for t in data["targets"]}
+    at_0 = by_name["delivered / engine tokens/s at 0 ms"]
+    assert at_0["value"] == delivered_at_0["ratio"]
+    assert at_0["pass"] == (delivered_at_0["ratio"] >= 0.97)
+    for target in TARGETS:  # every verdict is its threshold applied to its value
+        judged = by_name[target.name]
+        assert judged["pass"] == (judged["value"] is not None and target.check(data)["pass"])
+        assert judged["value"] == target.check(data)["value"]
 
 
 @pytest.mark.slow

@@ -22,6 +22,14 @@ from infra.stage import LlambdaStage  # noqa: E402
 
 STAGE_NAMES = ("Dev", "Prod")
 
+# The pipeline's context as docs/deploy.md has users put it in cdk.json.
+PIPELINE_CONTEXT = {
+    "pipeline": "1",
+    "connectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc",
+    "repository": "example/llambda",
+    "modelSource": "s3://example-models/llambda/",
+}
+
 
 def project_context() -> dict[str, Any]:
     """cdk.json's context (feature flags), so tests see what `cdk synth` builds."""
@@ -63,3 +71,9 @@ def stateless(stage: LlambdaStage) -> Template:
 @pytest.fixture(scope="session")
 def stateful(stage: LlambdaStage) -> Template:
     return Template.from_stack(stage.stateful)
+
+
+@pytest.fixture(scope="session")
+def pipelined(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The app with the pipeline, synthesized once (cdk-nag runs over all of it)."""
+    return synthesize(tmp_path_factory.mktemp("pipeline"), **PIPELINE_CONTEXT)

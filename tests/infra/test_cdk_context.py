@@ -13,8 +13,8 @@ def test_plain_key_applies_to_every_stage():
 
 
 def test_stage_key_applies_to_one_stage_and_wins_over_plain_key():
-    configs = stage_configs({"provisionedConcurrency": "3", "Prod.provisionedConcurrency": "2"})
-    assert configs["Dev"].provisioned_concurrency == 3
+    configs = stage_configs({"provisionedConcurrency": "1", "Prod.provisionedConcurrency": "2"})
+    assert configs["Dev"].provisioned_concurrency == 1
     assert configs["Prod"].provisioned_concurrency == 2
 
 
@@ -57,8 +57,16 @@ def test_pipeline_is_off_unless_asked_for():
 def test_pipeline_needs_its_source():
     with pytest.raises(ValueError, match="connectionArn"):
         pipeline_settings({"pipeline": "1", "repository": "me/llambda"})
+    with pytest.raises(ValueError, match="modelSource"):
+        pipeline_settings({"pipeline": "1", "connectionArn": "arn:aws:x", "repository": "me/x"})
     settings = pipeline_settings(
-        {"pipeline": "1", "connectionArn": "arn:aws:x", "repository": "me/llambda"}
+        {
+            "pipeline": "1",
+            "connectionArn": "arn:aws:x",
+            "repository": "me/llambda",
+            "modelSource": "s3://models/llambda/",
+        }
     )
     assert settings is not None
     assert (settings.repository, settings.branch) == ("me/llambda", "main")
+    assert settings.model_url("m.pllm") == "s3://models/llambda/m.pllm"

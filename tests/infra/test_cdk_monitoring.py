@@ -3,6 +3,11 @@
 import json
 
 import pytest
+from aws_cdk.assertions import Template
+
+from tests.infra.conftest import synthesize
+
+ALARM_EMAIL = "alarms@example.com"
 
 EVERY_STAGE_ALARMS = [
     "InferenceErrors",
@@ -66,3 +71,35 @@ def test_dashboard_shows_the_runtime_metrics(stateless):
 
 def test_email_subscription_only_when_configured(stateless):
     stateless.resource_count_is("AWS::SNS::Subscription", 0)
+
+
+@pytest.fixture(scope="module")
+def with_alarm_email(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("alarm-email"), **{"Dev.alarmEmail": ALARM_EMAIL})
+
+
+def test_a_configured_alarm_email_is_exactly_one_subscription_to_the_topic(with_alarm_email):
+    dev = Template.from_stack(with_alarm_email.stages["Dev"].stateless)
+    (topic_id,) = dev.find_resources("AWS::SNS::Topic")
+    (subscription,) = dev.find_resources("AWS::SNS::Subscription").values()
+    assert subscription["Properties"] == {
+        "Protocol": "email",
+        "TopicArn": {"Ref": topic_id},
+        "Endpoint": ALARM_EMAIL,
+    }
+    prod = Template.from_stack(with_alarm_email.stages["Prod"].stateless)
+    prod.resource_count_is("AWS::SNS::Subscription", 0)  # the setting was Dev's only
+
+
+def test_a_picollm_stage_alarms_when_the_access_key_cannot_activate(stage, stateless):
+    """Issue 13, #10: `activation_limit` replies are the runtime's Errors metric by code."""
+    found = [i for i in alarm_ids(stateless) if i.startswith("MonitoringAccessKeyActivation")]
+    assert len(found) == (1 if stage.config.engine == "picollm" else 0)
+    alarm = stateless.find_resources("AWS::CloudWatch::Alarm")[found[0]]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Llambda", "Errors")
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dimensions == {
+        "code": "activation_limit",
+        "service": "inference",
+        "stage": stage.config.stage_name,
+    }

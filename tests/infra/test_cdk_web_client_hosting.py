@@ -2,6 +2,7 @@
 
 import json
 
+from infra.constructs.web_client_hosting import page_config
 from tests.infra.cdk_helpers import only
 
 
@@ -45,3 +46,21 @@ def test_config_json_carries_the_websocket_url(stateless):
     assert {"Ref": api_id} in url["Fn::Join"][1]
     assert props["Prune"] is True
     assert props["DistributionPaths"] == ["/*"]
+
+
+def test_config_json_carries_the_model_and_the_caps_the_page_checks(synthesized, stage):
+    (template,) = synthesized.outdir.glob(f"assembly-{stage.stage_name}/*Stateless*.template.json")
+    (deployment,) = [
+        r
+        for r in json.loads(template.read_text())["Resources"].values()
+        if r["Type"] == "Custom::CDKBucketDeployment"
+    ]
+    props = deployment["Properties"]
+    config_key = props["SourceObjectKeys"][1].removesuffix(".zip")
+    text = (synthesized.outdir / f"asset.{config_key}" / "config.json").read_text()
+    for marker in props["SourceMarkers"][1]:
+        text = text.replace(marker, '"wss://api/stage"')
+    expected = page_config(config=stage.config, websocket_url="wss://api/stage")
+    assert json.loads(text) == expected
+    assert expected["model"] == "model"  # model.pllm, the default model file
+    assert expected["maxPromptChars"] == stage.config.max_prompt_chars == 8000

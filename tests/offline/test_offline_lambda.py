@@ -86,9 +86,14 @@ def test_concurrent_invokes_start_a_second_instance(lambda_client, cloud):
 
 
 def test_reserved_concurrency_throttles_requests_and_queues_events(lambda_client, cloud):
+    reserved = cloud.function("echo-reserved")
     with ThreadPoolExecutor(2) as pool:
-        slow = pool.submit(invoke, lambda_client, "echo-reserved", {"sleep": 1.5})
-        time.sleep(0.5)
+        slow = pool.submit(invoke, lambda_client, "echo-reserved", {"sleep": 5})
+        # Wait on state, not a guess: its one instance is taken (a generous bound).
+        deadline = time.monotonic() + 60
+        while reserved.busy < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert reserved.busy == 1
         with pytest.raises(lambda_client.exceptions.TooManyRequestsException):
             invoke(lambda_client, "echo-reserved", {})
         # Asynchronous events are accepted and wait for the one instance.

@@ -3,6 +3,8 @@ activation wall (no AccessKey here, no network)."""
 
 from __future__ import annotations
 
+import inspect
+
 import picollm
 import pytest
 
@@ -223,3 +225,151 @@ def test_picollm_prompt_uses_its_dialog_class():
     assert prompt.index("Hi") < prompt.index("Hello!") < prompt.index("Bye")
     assert "<|start_header_id|>user<|end_header_id|>" in prompt
     assert prompt.rstrip().endswith("<|start_header_id|>assistant<|end_header_id|>")
+
+
+class StandInPicoLLM:
+    """A STAND-IN for the object `picollm.create` returns (the real one needs an AccessKey
+    and Picovoice's servers). It streams a scripted completion word by word the way picoLLM
+    does (the callback on the generating thread, `interrupt` ending it at the next token),
+    uses the real library's dialog class, usage and endpoint types, and records each call so
+    the test can check it against the installed `picollm` package's signatures."""
+
+    model = "stand-in.pllm"
+
+    def __init__(self, words, context_length=64):
+        self.words = list(words)
+        self.context_length = context_length
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self._interrupted = False
+
+    def get_dialog(self, mode=None, history=0, system=None):
+        self.calls.append(("get_dialog", (), {"mode": mode, "history": history, "system": system}))
+        return picollm.Phi2ChatDialog(history=history)
+
+    def tokenize(self, text, bos, eos):
+        self.calls.append(("tokenize", (text,), {"bos": bos, "eos": eos}))
+        return [0] * (len(text.split()) + int(bos) + int(eos))  # a word is a token here
+
+    def interrupt(self):
+        self.calls.append(("interrupt", (), {}))
+        self._interrupted = True
+
+    def generate(self, prompt, **kwargs):
+        self.calls.append(("generate", (prompt,), kwargs))
+        self._interrupted = False
+        limit = kwargs.get("completion_token_limit") or len(self.words)
+        stops = kwargs.get("stop_phrases") or set()
+        text, endpoint = "", picollm.PicoLLMEndpoints.END_OF_SENTENCE
+        for count, word in enumerate(self.words):
+            if self._interrupted:
+                endpoint = picollm.PicoLLMEndpoints.INTERRUPTED
+                break
+            if count == limit:
+                endpoint = picollm.PicoLLMEndpoints.COMPLETION_TOKEN_LIMIT_REACHED
+                break
+            piece = word if not text else " " + word
+            if any(stop in text + piece for stop in stops):
+                endpoint = picollm.PicoLLMEndpoints.STOP_PHRASE_ENCOUNTERED
+                break
+            text += piece
+            kwargs["stream_callback"](piece)
+        usage = picollm.PicoLLMUsage(
+            prompt_tokens=len(prompt.split()), completion_tokens=len(text.split())
+        )
+        return picollm.PicoLLMCompletion(
+            usage=usage, endpoint=endpoint, completion_tokens=[], completion=text
+        )
+
+
+def assert_calls_fit_the_installed_picollm(stand_in):
+    """Every call `_generate` made binds to the real `picollm.PicoLLM` method's signature."""
+    assert stand_in.calls
+    for name, args, kwargs in stand_in.calls:
+        inspect.signature(getattr(picollm.PicoLLM, name)).bind(object(), *args, **kwargs)
+    assert isinstance(picollm.PicoLLM.context_length, property)
+    assert isinstance(picollm.PicoLLM.model, property)
+
+
+def pico_request(*messages, **options):
+    return GenerationRequest(
+        messages=[{"role": "user", "content": m} for m in messages],
+        max_tokens=options.pop("max_tokens", 10),
+        **options,
+    )
+
+
+def test_picollm_generate_streams_passes_options_and_maps_the_end():
+    stand_in = StandInPicoLLM(["one", "two", "three", "four"])
+    engine = PicoLLMEngine(stand_in)
+    pieces = []
+    result = engine.generate(
+        pico_request("Count.", temperature=0.3, top_p=0.8), pieces.append, lambda: False
+    )
+    assert pieces == ["one", " two", " three", " four"]
+    assert (result.reason, result.text, result.completion_tokens) == (
+        "end",
+        "one two three four",
+        4,
+    )
+    [(_, (prompt,), kwargs)] = [c for c in stand_in.calls if c[0] == "generate"]
+    assert "Count." in prompt
+    assert kwargs["completion_token_limit"] == 10
+    assert kwargs["stop_phrases"] is None
+    assert (kwargs["temperature"], kwargs["top_p"]) == (0.3, 0.8)
+    assert_calls_fit_the_installed_picollm(stand_in)
+
+
+def test_picollm_generate_maps_the_token_limit_and_stop_phrases():
+    engine = PicoLLMEngine(StandInPicoLLM(["one", "two", "three", "four"]))
+    limited = engine.generate(pico_request("Count.", max_tokens=2), lambda _: None, lambda: False)
+    assert (limited.reason, limited.text) == ("length", "one two")
+    stand_in = StandInPicoLLM(["one", "two", "three", "four"])
+    engine = PicoLLMEngine(stand_in)
+    stopped = engine.generate(
+        pico_request("Count.", stop=("three",)), lambda _: None, lambda: False
+    )
+    assert (stopped.reason, stopped.text) == ("stop", "one two")
+    generate_kwargs = next(c[2] for c in stand_in.calls if c[0] == "generate")
+    assert generate_kwargs["stop_phrases"] == {"three"}
+    assert "temperature" not in generate_kwargs  # None: picoLLM's own default
+    assert_calls_fit_the_installed_picollm(stand_in)
+
+
+def test_picollm_generate_stops_when_asked_and_when_interrupted():
+    stand_in = StandInPicoLLM(["one", "two", "three", "four"])
+    engine = PicoLLMEngine(stand_in)
+    pieces = []
+    result = engine.generate(pico_request("Count."), pieces.append, lambda: len(pieces) >= 2)
+    assert pieces == ["one", " two"]  # the third token was never handed on
+    assert result.reason == "stopped"
+    assert ("interrupt", (), {}) in stand_in.calls
+
+    # `interrupt()` from elsewhere (the watcher's stop) ends it the same way.
+    stand_in = StandInPicoLLM(["one", "two", "three", "four"])
+    engine = PicoLLMEngine(stand_in)
+
+    def on_text(piece):
+        if piece == "one":
+            engine.interrupt()
+
+    result = engine.generate(pico_request("Count."), on_text, lambda: False)
+    assert result.reason == "stopped"
+    assert result.text == "one"
+    assert_calls_fit_the_installed_picollm(stand_in)
+
+
+def test_picollm_generate_drops_the_oldest_turns_to_fit_the_context():
+    stand_in = StandInPicoLLM(["ok"], context_length=40)
+    engine = PicoLLMEngine(stand_in)
+    old = " ".join(["old"] * 30)
+    messages = [
+        {"role": "user", "content": old},
+        {"role": "assistant", "content": old},
+        {"role": "user", "content": "new question"},
+    ]
+    engine.generate(
+        GenerationRequest(messages=messages, max_tokens=8), lambda _: None, lambda: False
+    )
+    [(_, (prompt,), _)] = [c for c in stand_in.calls if c[0] == "generate"]
+    assert "new question" in prompt and "old" not in prompt
+    assert_calls_fit_the_installed_picollm(stand_in)

@@ -337,16 +337,49 @@ def test_concurrent_watcher_and_generation_do_not_deadlock(store, connections, l
     assert outcome.outcome == "done"
 
 
+class WatchedStore:
+    """The real store, with what the reply's watcher did made visible to the test: each
+    lease renewal and each state it read, so the test waits on them, not on a clock."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self._changed = threading.Condition()
+        self.renewals = 0
+        self.states: list = []
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def renew_lease(self, *args, **kwargs):
+        renewed = self._store.renew_lease(*args, **kwargs)
+        with self._changed:
+            self.renewals += 1
+            self._changed.notify_all()
+        return renewed
+
+    def reply_state(self, *args, **kwargs):
+        state = self._store.reply_state(*args, **kwargs)
+        with self._changed:
+            self.states.append(state)
+            self._changed.notify_all()
+        return state
+
+    def wait_for(self, predicate, timeout: float = 60) -> bool:
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+
 def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, llama_engine, table):
-    from llambda.connections import Busy
+    from llambda.connections import Busy, ReplyState
 
     # Polls every 0.5 s and a 2 s lease, shorter than the load: the watcher must renew
     # the lease while the model loads, and see a stop that arrives meanwhile.
     settings = Settings(table_name=table, stop_poll_ms=500, lease_seconds=2)
     release = threading.Event()
+    watched = WatchedStore(store)
 
     def slow_load():
-        assert release.wait(30)
+        assert release.wait(60)
         return llama_engine
 
     dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
@@ -356,15 +389,17 @@ def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, l
 
     def go():
         nonlocal outcome
-        outcome = run(dispatch, store, connections, EngineSource(slow_load), settings)
+        outcome = run(dispatch, watched, connections, EngineSource(slow_load), settings)
 
     worker = threading.Thread(target=go, daemon=True)
     worker.start()
-    threading.Event().wait(4.5)  # over twice the lease, still loading
+    # Still loading, the watcher renews the lease again and again, so it stays held.
+    assert watched.wait_for(lambda: watched.renewals >= 2)
     with pytest.raises(Busy):
         store.acquire_lease(dispatch.connection_id, new_id(), 1, ttl_seconds=600)
     store.request_stop(dispatch.connection_id)
-    threading.Event().wait(1.2)  # the watcher's next poll sees the mark
+    # The watcher's next poll reads the stop mark, still during the load.
+    assert watched.wait_for(lambda: ReplyState.STOP in watched.states)
     release.set()
     worker.join(120)
     assert outcome.outcome == "done" and outcome.reason == "stopped"

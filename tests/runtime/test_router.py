@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -137,7 +138,9 @@ def test_bad_input_gets_an_error_and_the_connection_keeps_working(
 
 def test_chat_takes_the_lease_and_dispatches_asynchronously(client, store, invokes, connections):
     body = {"action": "chat", "prompt": "Hello", "options": {"max_tokens": 9999, "stop": ["\n"]}}
+    before_ms = time.time() * 1000
     assert client.send(json.dumps(body)) is None  # the reply comes from inference
+    after_ms = time.time() * 1000
     [call] = invokes.calls
     assert call["function"] == "inference:live"
     assert call["invocation_type"] == "Event"
@@ -152,7 +155,10 @@ def test_chat_takes_the_lease_and_dispatches_asynchronously(client, store, invok
         "top_p": None,
         "stop": ["\n"],
     }
+    # Epoch milliseconds of the dispatch itself (a value, not a timing: it lies between
+    # two readings of the wall clock taken around the call).
     assert isinstance(event["dispatchedAt"], int)
+    assert int(before_ms) <= event["dispatchedAt"] <= after_ms
     assert store.get(client.cid)["replyId"] == {"S": event["replyId"]}
 
 

@@ -100,3 +100,45 @@ def test_poster_raises_connection_gone(connections):
         pass
     else:
         raise AssertionError("expected ConnectionGone")
+
+
+class SteppedClock:
+    """A clock that moves only when told, and counts how often the sender read it."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def wait_until(predicate, timeout: float = 10) -> None:
+    """Wait on the sender's state; the bound only keeps a broken sender from hanging."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_text_waits_out_the_interval_and_joins_one_delta(connections):
+    cid = new_id()
+    peer = connections.connect(cid)
+    clock = SteppedClock()
+    sender = sender_for(connections, cid, coalesce_ms=50, clock=clock)
+    sender.push("a")
+    wait_until(lambda: sender.posts == 1)  # the first text goes at once
+    assert sender.posts == 1
+    reads = clock.reads
+    sender.push("b")
+    sender.push("c")
+    # The sender looks at the clock each time it weighs "b": three looks mean it has
+    # weighed the queued text at least twice and held it (the clock has not moved).
+    wait_until(lambda: clock.reads >= reads + 3)
+    assert sender.posts == 1, peer.messages
+    clock.now += 0.05  # the interval has passed: what waited goes as one delta
+    wait_until(lambda: sender.posts == 2)
+    sender.push("d")
+    sender.close()
+    assert [m["text"] for m in peer.messages] == ["a", "bc", "d"]
+    assert [m["seq"] for m in peer.messages] == [0, 1, 2]

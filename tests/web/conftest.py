@@ -1,14 +1,19 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, one browser for the session."""
+"""Browser fixtures: the Chromium that CHROMIUM names, driven by Playwright, one for the session."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from infra.paths import REPO_ROOT
+
+# CHROMIUM's value for Playwright's own build, as the Makefile's `browser` target installs it.
+PLAYWRIGHT_BUILD = "playwright"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -19,18 +24,64 @@ CHROMIUM_ARGS = [
 ]
 
 
+@cache
+def _makefile_chromium() -> str:
+    # The Makefile owns the default and exports it; ask it rather than repeat it here.
+    environment = {k: v for k, v in os.environ.items() if k not in ("CHROMIUM", "MAKEFLAGS")}
+    script = 'print-chromium: ; @echo "$$CHROMIUM"'
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", script, "print-chromium"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+class Chromium:
+    """The browser the tests drive: $CHROMIUM (a path, or `playwright`), else the Makefile's."""
+
+    @staticmethod
+    def setting() -> str:
+        return os.environ.get("CHROMIUM") or _makefile_chromium()
+
+    def executable(self, playwright) -> str:
+        setting = self.setting()
+        if setting == PLAYWRIGHT_BUILD:
+            return playwright.chromium.executable_path
+        if not Path(setting).exists():
+            # Set explicitly (make and CI do), a wrong path fails instead of passing as skips.
+            if "CHROMIUM" in os.environ:
+                pytest.fail(f"CHROMIUM={setting} does not exist")
+            pytest.skip(f"{setting} is not installed (make browser)")
+        return setting
+
+    def launch(self, playwright):
+        executable = self.executable(playwright)
+        # Playwright's own build is launched as Playwright picks it (its headless shell).
+        options = {} if self.setting() == PLAYWRIGHT_BUILD else {"executable_path": executable}
+        return playwright.chromium.launch(args=CHROMIUM_ARGS, headless=True, **options)
+
+
 @pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make browser)")
+def chromium() -> Chromium:
+    return Chromium()
+
+
+@pytest.fixture(scope="session")
+def playwright_driver():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(chromium, playwright_driver):
+    browser = chromium.launch(playwright_driver)
+    yield browser
+    browser.close()
 
 
 class PageErrors(list):

@@ -10,7 +10,9 @@ from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCREENSHOT = DOCS / "screenshot.png"
+PHONE_SCREENSHOT = DOCS / "screenshot-phone-dark.png"
 FINISHED = re.compile(r"^(end|length)$")  # the model finished (or hit max_tokens) by itself
 LONG_PROMPT = "Write a very long story about a dragon who learns to bake bread."
 
@@ -78,7 +80,8 @@ def test_the_answer_streams_in_over_several_updates(twin, open_page):
     expect(reply.locator(".meta")).to_contain_text("time to first token")
     expect(reply.locator(".meta")).to_contain_text("tokens/s")
     expect(page.locator("#status")).to_have_attribute("data-state", "done")
-    expect(page.locator("#status-text")).to_contain_text("time to first token")
+    expect(page.locator("#status-text")).to_have_text("Ready")  # the figures are under the reply
+    expect(page.locator("#announcer")).to_contain_text("Reply")
     expect(page.locator("#send")).to_be_visible()
     expect(page.locator("#stop")).to_be_hidden()
     expect(box).to_be_focused()
@@ -121,24 +124,53 @@ def test_new_chat_during_a_reply_clears_the_view_for_good(twin, open_page):
     assert page.locator(".message.error, .message.prompt.unsent").count() == 0
 
 
-def test_a_refused_prompt_is_explained_and_kept(twin, open_page):
+def test_the_stages_config_names_the_model_and_its_prompt_limit_is_kept(twin, open_page):
+    """config.json comes from the stack (the twin serves what the deployment writes)."""
     page = _connected(open_page(twin.http_url))
+    expect(page.locator("#model")).to_have_text("Model: SmolLM2-135M-Instruct.Q4_1")
     # An empty box sends nothing.
     page.locator("#prompt").press("Enter")
     assert page.locator(".message").count() == 0
 
     oversize = "word " * 1700  # 8,500 characters: over the stage's 8,000
-    _send(page, oversize)
-    error = page.locator(".message.error")
-    expect(error).to_contain_text("too long")
-    expect(error.locator(".error-detail")).not_to_be_empty()
-    expect(page.locator(".message.prompt.unsent")).to_contain_text("Not sent")
+    page.locator("#prompt").fill(oversize)
+    expect(page.locator("#prompt-count")).to_have_text("8,500 / 8,000")
+    expect(page.locator("#composer-hint")).to_contain_text("500 characters over the limit")
+    page.locator("#prompt").press("Enter")
     expect(page.locator("#prompt")).to_have_value(oversize)
-    assert page.locator(".message.reply").count() == 0
+    assert page.locator(".message").count() == 0  # refused on the page: no round trip
 
-    # The connection stayed open and the page is ready for the next prompt.
+    # The connection is open and the page ready for the next prompt.
     _send(page, "Say hello.")
     expect(page.locator(".message.reply")).to_have_attribute("data-reason", FINISHED, timeout=60000)
+    expect(page.locator(".message")).to_have_count(2)
+
+
+def test_settings_continue_and_regenerate_against_the_real_server(twin, open_page):
+    """The buttons' protocol mapping (docs/protocol.md) as the real router takes it."""
+    page = _connected(open_page(twin.http_url))
+    page.get_by_text("Settings").click()
+    page.get_by_label("Max tokens").fill("8")
+    page.get_by_label("Max tokens").press("Tab")
+    _send(page, LONG_PROMPT)
+    reply = page.locator(".message.reply")
+    expect(reply).to_have_attribute("data-reason", "length", timeout=60000)
+    expect(reply.locator(".meta")).to_contain_text("8 tokens")
+    cut = reply.locator(".bubble").inner_text()
+
+    reply.get_by_role("button", name="Continue the reply").click()
+    expect(reply).to_have_attribute("data-reason", FINISHED, timeout=60000)
+    assert reply.locator(".bubble").inner_text().startswith(cut.strip()[:20])
+    assert len(reply.locator(".bubble").inner_text()) > len(cut)
+
+    page.get_by_text("Settings").click()  # it closed at the click on Continue
+    page.get_by_role("button", name="Use the defaults").click()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Regenerate the reply").click()
+    expect(page.locator(".message.reply")).to_have_count(1)
+    expect(page.locator(".message.reply")).to_have_attribute("data-reason", FINISHED, timeout=60000)
+    # The Continue was part of the one exchange: `reset` and the prompt again lose nothing.
+    assert page.locator(".message.notice, .message.error").count() == 0
 
 
 def test_the_page_reconnects_after_the_server_restarts(own_twin, open_page):
@@ -162,12 +194,16 @@ def test_the_page_reconnects_after_the_server_restarts(own_twin, open_page):
     assert page.locator(".message.prompt.queued").count() == 0
 
 
-def test_screenshot_of_a_finished_conversation(twin, open_page, update_screenshot):
-    """Writes docs/screenshot.png when UPDATE_SCREENSHOT=1; otherwise checks it exists."""
+def test_screenshots_of_a_finished_conversation(twin, open_page, update_screenshot):
+    """Writes docs/screenshot.png (desktop, light) and docs/screenshot-phone-dark.png when
+    UPDATE_SCREENSHOT=1; otherwise checks they exist."""
     if not update_screenshot:
         assert SCREENSHOT.stat().st_size > 10_000
+        assert PHONE_SCREENSHOT.stat().st_size > 10_000
         return
-    page = _connected(open_page(twin.http_url, viewport={"width": 1000, "height": 860}))
+    page = _connected(
+        open_page(twin.http_url, viewport={"width": 1000, "height": 860}, color_scheme="light")
+    )
     for prompt in ("List three fruits.", "Write one line of Python that prints hello."):
         _send(page, prompt)
         expect(page.locator(".message.reply").last).to_have_attribute(
@@ -176,3 +212,21 @@ def test_screenshot_of_a_finished_conversation(twin, open_page, update_screensho
     page.locator("#prompt").fill("Write a haiku about the sea.")
     page.locator("#prompt").blur()
     page.screenshot(path=str(SCREENSHOT))
+
+    phone = _connected(
+        open_page(
+            twin.http_url,
+            viewport={"width": 390, "height": 844},
+            device_scale_factor=2,
+            is_mobile=True,
+            has_touch=True,
+            color_scheme="dark",
+        )
+    )
+    phone.locator("#prompt").fill("Write a Python function that adds two numbers, in a code block.")
+    phone.locator("#send").tap()
+    expect(phone.locator(".message.reply")).to_have_attribute(
+        "data-reason", FINISHED, timeout=60000
+    )
+    phone.locator("#prompt").blur()
+    phone.screenshot(path=str(PHONE_SCREENSHOT))

@@ -2,7 +2,9 @@
 
 The prompt is built with picoLLM's own dialog class for the loaded model
 (`pllm.get_dialog()`), and picoLLM's errors become an `EngineError` whose message says
-what to fix, without the AccessKey.
+what to fix, without the AccessKey. Activation errors get their own client code
+(`ActivationError`): every new execution environment activates the AccessKey again, so
+an account's activation allowance can run out while the stack itself is healthy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from llambda import protocol
 from llambda.engines.base import (
     EngineError,
     GenerationRequest,
@@ -30,12 +33,17 @@ ENDPOINT_REASONS = {
 
 # What each picoLLM error means for whoever runs the stack (most specific first).
 _ERROR_HINTS = (
-    ("PicoLLMActivationLimitError", "The picoLLM AccessKey has reached its activation limit."),
+    (
+        "PicoLLMActivationLimitError",
+        "The picoLLM AccessKey has reached its activation limit (each new Lambda instance "
+        "may count as a device); see Picovoice Console, or use the llama.cpp engine.",
+    ),
     ("PicoLLMActivationThrottledError", "picoLLM activation is throttled; try again later."),
     ("PicoLLMActivationRefusedError", "picoLLM refused to activate this AccessKey."),
     (
         "PicoLLMActivationError",
-        "picoLLM could not activate the AccessKey; check the key stored in Secrets Manager.",
+        "picoLLM could not activate the AccessKey; check the key stored in Secrets Manager "
+        "and that the function can reach Picovoice's licence servers.",
     ),
     ("PicoLLMKeyError", "picoLLM rejected the AccessKey; check the key stored in Secrets Manager."),
     (
@@ -45,6 +53,30 @@ _ERROR_HINTS = (
     ("PicoLLMIOError", "picoLLM could not read the model file or reach its licence server."),
     ("PicoLLMMemoryError", "There is not enough memory to load the picoLLM model."),
 )
+
+
+# picoLLM's activation failures: the AccessKey is valid, but Picovoice will not activate it
+# for this instance now.
+ACTIVATION_ERRORS = (
+    "PicoLLMActivationError",
+    "PicoLLMActivationLimitError",
+    "PicoLLMActivationThrottledError",
+    "PicoLLMActivationRefusedError",
+)
+
+
+class ActivationError(EngineError):
+    """picoLLM could not activate its AccessKey; the client gets `activation_limit`."""
+
+    code = protocol.ACTIVATION_LIMIT
+
+
+def engine_error(error: Exception, *, access_key: str = "") -> EngineError:
+    """The client-safe `EngineError` for a picoLLM error: `ActivationError` for activation."""
+    message = describe_error(error, access_key=access_key)
+    if any(cls.__name__ in ACTIVATION_ERRORS for cls in type(error).__mro__):
+        return ActivationError(message)
+    return EngineError(message)
 
 
 def describe_error(error: Exception, *, access_key: str = "") -> str:
@@ -101,7 +133,7 @@ class PicoLLMEngine(SerialEngine):
         try:
             pllm = create(access_key=access_key, model_path=model_path, device=device)
         except picollm.PicoLLMError as error:
-            raise EngineError(describe_error(error, access_key=access_key)) from error
+            raise engine_error(error, access_key=access_key) from error
         return cls(pllm, access_key=access_key)
 
     def interrupt(self) -> None:
@@ -112,7 +144,7 @@ class PicoLLMEngine(SerialEngine):
         import picollm
 
         if isinstance(error, picollm.PicoLLMError):
-            return EngineError(describe_error(error, access_key=self._access_key))
+            return engine_error(error, access_key=self._access_key)
         if isinstance(error, NotImplementedError):  # get_dialog: no template for this model
             return EngineError(f"The model {self._pllm.model} has no chat template.")
         return None

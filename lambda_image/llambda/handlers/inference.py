@@ -269,9 +269,11 @@ def run_reply(
         return ReplyOutcome("done", result.reason, result.completion_tokens)
     except EngineError as failure:
         logger.exception("engine error")
-        count_error(protocol.ENGINE_ERROR)
-        sender.close(protocol.error(protocol.ENGINE_ERROR, str(failure)))
-        return ReplyOutcome("error", error_code=protocol.ENGINE_ERROR)
+        # An engine may name a more specific code (picoLLM's activation_limit).
+        code = getattr(failure, "code", protocol.ENGINE_ERROR)
+        count_error(code)
+        sender.close(protocol.error(code, str(failure)))
+        return ReplyOutcome("error", error_code=code)
     except Exception:
         logger.exception("reply failed")
         count_error(protocol.ENGINE_ERROR)
