@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -406,3 +407,24 @@ def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, l
     assert outcome.completion_tokens == 0  # stopped before the first token
     assert peer.messages[0] == {"type": "status", "state": "loading"}
     assert peer.messages[-1]["reason"] == "stopped"
+
+
+def test_the_connection_is_free_before_the_client_hears_the_end(
+    store, connections, llama_engine, settings
+):
+    """A client may send its next chat the moment it sees `done`: it must not be `busy`."""
+    dispatch = start(store, connections)
+    post = connection_poster(connections.client(), dispatch.connection_id)
+    held_when_done_went_out = []
+
+    def watching(data: bytes) -> None:
+        if json.loads(data)["type"] == "done":
+            held_when_done_went_out.append("replyId" in store.get(dispatch.connection_id))
+        post(data)
+
+    sender = StreamSender(watching, coalesce_ms=settings.coalesce_ms)
+    outcome = run_reply(
+        dispatch, store=store, sender=sender, engines=Loaded(llama_engine), settings=settings
+    )
+    assert outcome.outcome == "done"
+    assert held_when_done_went_out == [False]

@@ -184,6 +184,22 @@ def run_reply(
     """Generate and stream one reply; always closes the sender and releases the lease."""
     cid = dispatch.connection_id
     watcher: ReplyWatcher | None = None
+    released = False
+
+    def free_connection() -> None:
+        """Release the lease once, before the final message goes out: a client that sends
+        its next chat the moment it sees `done` must not find this reply still holding it."""
+        nonlocal released
+        if released:
+            return
+        released = True
+        if watcher is not None:
+            watcher.finish()
+        try:
+            store.release_lease(cid, dispatch.reply_id)
+        except Exception:  # the lease lapses by itself
+            logger.exception("lease release failed")
+
     sender.start()
     try:
         engine = engines.engine
@@ -246,6 +262,7 @@ def run_reply(
         )
         ttft_ms = None if first_token_at is None else round((first_token_at - started) * 1000)
         tokens_per_s = round(result.completion_tokens / elapsed, 1) if elapsed > 0 else 0.0
+        free_connection()
         sender.close(
             protocol.done(
                 result.reason,
@@ -272,11 +289,13 @@ def run_reply(
         # An engine may name a more specific code (picoLLM's activation_limit).
         code = getattr(failure, "code", protocol.ENGINE_ERROR)
         count_error(code)
+        free_connection()
         sender.close(protocol.error(code, str(failure)))
         return ReplyOutcome("error", error_code=code)
     except Exception:
         logger.exception("reply failed")
         count_error(protocol.ENGINE_ERROR)
+        free_connection()
         sender.close(
             protocol.error(protocol.ENGINE_ERROR, "The reply failed unexpectedly; try again.")
         )
@@ -285,10 +304,7 @@ def run_reply(
         if watcher is not None:
             watcher.finish()
         sender.close()
-        try:
-            store.release_lease(cid, dispatch.reply_id)
-        except Exception:  # the lease lapses by itself
-            logger.exception("lease release failed")
+        free_connection()
 
 
 @metrics.log_metrics
