@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, synth
+from bench import cold_start, render_cost, synth
 from bench.client import summarize
 from bench.delivered import delivered_run, start_twin, warm_up
 from bench.engine_runs import coalesced_run, engine_run, management_client, per_token_run
@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         _log("cdk synth")
         results["synth"] = synth.measure(max(1, min(args.repeats, 3)))
+    results["render"] = render_cost.measure(5 if args.quick else 15)  # the page, per delta
     info["load_after"] = _load()
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = check_all(results)

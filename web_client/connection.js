@@ -1,11 +1,23 @@
 // One WebSocket that comes back by itself: after a drop it reconnects with exponential
 // backoff (with jitter, so many pages do not return at the same instant) and tells the
 // page what it is doing through callbacks.
+//
+// A socket can also die without closing (a network that went away mid-reply): while a
+// reply is awaited, a few seconds without a frame send a `ping`, and a `ping` (that one,
+// the 4-minute keepalive, or the one sent when the browser goes offline) with no frame
+// back in time means the socket is dead: it is dropped and a new one made.
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 // API Gateway closes a connection after 10 idle minutes; a ping every 4 keeps it open.
 const KEEPALIVE_MS = 4 * 60 * 1000;
+// While a reply is awaited: silence this long asks the server whether it is there...
+const SILENCE_MS = 5000;
+// ...and this long without an answer (any frame) means the socket is dead. The router
+// answers `ping` itself, even while the model loads, so a live connection answers fast.
+const ANSWER_TIMEOUT_MS = 8000;
+const CHECK_EVERY_MS = 500;
+const DEAD = 4000; // the close code the page uses for a socket it gave up on
 
 export class Connection {
   /**
@@ -26,9 +38,15 @@ export class Connection {
     this.everOpened = false;
     this.retryTimer = null;
     this.keepaliveTimer = null;
+    this.watchTimer = null;
     this.closedByPage = false;
-    // Come back at once when the network does, instead of waiting out the backoff.
+    this.awaitingReply = false;
+    this.lastFrameAt = 0;
+    this.answerDeadline = null; // a ping is out: a frame must come back before this
+    // Come back at once when the network does, instead of waiting out the backoff; when
+    // it goes, find out at once whether this socket still works.
     window.addEventListener("online", () => this.reconnectNow());
+    window.addEventListener("offline", () => this.probe());
   }
 
   get isOpen() {
@@ -51,13 +69,17 @@ export class Connection {
     }
     this.socket = socket;
     socket.addEventListener("open", () => {
+      if (this.socket !== socket) return;
       const reconnected = this.everOpened;
       this.everOpened = true;
       this.attempt = 0;
-      this.startKeepalive();
+      this.heard();
+      this.startTimers();
       this.handlers.onOpen?.(reconnected);
     });
     socket.addEventListener("message", ({ data }) => {
+      if (this.socket !== socket) return;
+      this.heard();
       let message;
       try {
         message = JSON.parse(data);
@@ -74,7 +96,7 @@ export class Connection {
     socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this.stopKeepalive();
+      this.stopTimers();
       if (!this.closedByPage) this.scheduleRetry(event);
     });
   }
@@ -86,6 +108,12 @@ export class Connection {
     return true;
   }
 
+  /** While true, silence on the socket is checked (a reply is owed to the page). */
+  expectReply(awaiting) {
+    if (awaiting && !this.awaitingReply) this.lastFrameAt = performance.now();
+    this.awaitingReply = awaiting;
+  }
+
   /** Skip the rest of the backoff (the network came back, or the person asked). */
   reconnectNow() {
     if (this.retryTimer !== null) this.connect();
@@ -95,7 +123,7 @@ export class Connection {
     this.closedByPage = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    this.stopKeepalive();
+    this.stopTimers();
     this.socket?.close(1000, "page closed");
   }
 
@@ -107,13 +135,52 @@ export class Connection {
     this.handlers.onClose?.(delay, this.attempt + 1, event);
   }
 
-  startKeepalive() {
-    this.stopKeepalive();
-    this.keepaliveTimer = setInterval(() => this.send({ action: "ping" }), KEEPALIVE_MS);
+  /** Any frame at all shows the socket works. */
+  heard() {
+    this.lastFrameAt = performance.now();
+    this.answerDeadline = null;
   }
 
-  stopKeepalive() {
+  /** Ask the server for a sign of life (unless already asked). */
+  probe() {
+    if (!this.isOpen || this.answerDeadline !== null) return;
+    this.answerDeadline = performance.now() + ANSWER_TIMEOUT_MS;
+    this.socket.send(JSON.stringify({ action: "ping" }));
+  }
+
+  check() {
+    const now = performance.now();
+    if (this.answerDeadline !== null && now > this.answerDeadline) {
+      this.giveUp();
+    } else if (this.awaitingReply && now - this.lastFrameAt > SILENCE_MS) {
+      this.probe();
+    }
+  }
+
+  /** The socket stopped answering: drop it without waiting for a close that may never come. */
+  giveUp() {
+    const socket = this.socket;
+    this.socket = null;
+    this.stopTimers();
+    try {
+      socket?.close(DEAD, "no answer");
+    } catch {
+      // Closing a socket that is already going is fine to skip.
+    }
+    this.scheduleRetry(new CloseEvent("close", { code: DEAD, reason: "no answer to ping" }));
+  }
+
+  startTimers() {
+    this.stopTimers();
+    this.keepaliveTimer = setInterval(() => this.probe(), KEEPALIVE_MS);
+    this.watchTimer = setInterval(() => this.check(), CHECK_EVERY_MS);
+  }
+
+  stopTimers() {
     clearInterval(this.keepaliveTimer);
+    clearInterval(this.watchTimer);
     this.keepaliveTimer = null;
+    this.watchTimer = null;
+    this.answerDeadline = null;
   }
 }

@@ -9,6 +9,7 @@ const FRIENDLY = {
   busy: "The model is still busy with the previous reply. Send your message again in a moment.",
   rate_limited: "That was a lot of messages in a short time. Wait a moment, then try again.",
   engine_error: "The model failed while answering. You can send another message.",
+  activation_limit: "The model's licence could not be activated; the site's owner has to fix it.",
   unavailable: "The server could not start a reply just now. Try again in a moment.",
 };
 

@@ -2,6 +2,12 @@
 // lists, headings, paragraphs, `inline code` and **bold**. Every node is made with
 // createElement and filled with textContent, so no model text is ever parsed as HTML and
 // nothing in it can run script. Unclosed fences (a reply still streaming) render as code.
+//
+// Parsing and rendering are separate so a streaming reply can keep the blocks that are
+// finished (markdown_stream.js): `parseBlocks` gives each block the lines it spans, and
+// parsing from any block's first line gives the same blocks as parsing from the top.
+
+import { actionButton, element } from "./dom.js";
 
 const FENCE = /^\s*(`{3,}|~{3,})\s*([\w+#.-]*)\s*$/;
 const BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
@@ -11,6 +17,71 @@ const CONTINUATION = /^\s{2,}\S/;
 const INLINE = /(`[^`\n]+`|\*\*[^*\n]+\*\*)/;
 
 /**
+ * @typedef {{kind: "code", start: number, next: number, language: string, code: string}
+ *   | {kind: "list", start: number, next: number, ordered: boolean, first: number, items: string[]}
+ *   | {kind: "heading", start: number, next: number, level: number, text: string}
+ *   | {kind: "paragraph", start: number, next: number, text: string}} Block
+ * `start` is the block's first line; `next` the first line it did not take (the line that
+ * ended it, or past the closing fence).
+ */
+
+/**
+ * The blocks of `lines` (text split on "\n", line endings already normalised).
+ * @param {string[]} lines
+ * @returns {Block[]}
+ */
+export function parseBlocks(lines) {
+  const blocks = [];
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i];
+    const fence = FENCE.exec(line);
+    let block = null;
+    if (fence) block = parseFence(lines, i, fence[1], fence[2]);
+    else if (BULLET.test(line) || NUMBERED.test(line)) block = parseList(lines, i);
+    else if (HEADING.test(line)) {
+      const [, hashes, text] = HEADING.exec(line);
+      block = { kind: "heading", start: i, next: i + 1, level: hashes.length, text };
+    } else if (line.trim() !== "") block = parseParagraph(lines, i);
+    if (block) {
+      blocks.push(block);
+      i = block.next;
+    } else {
+      i += 1; // a blank line between blocks
+    }
+  }
+  return blocks;
+}
+
+/** One block as safe elements. */
+export function renderBlock(block) {
+  switch (block.kind) {
+    case "code":
+      return renderCode(block);
+    case "list": {
+      const list = element(block.ordered ? "ol" : "ul", "md-list");
+      if (block.ordered) list.start = block.first;
+      for (const text of block.items) {
+        const item = element("li");
+        appendInline(item, text);
+        list.append(item);
+      }
+      return list;
+    }
+    case "heading": {
+      const heading = element("p", `md-heading md-h${block.level}`);
+      appendInline(heading, block.text);
+      return heading;
+    }
+    default: {
+      const paragraph = element("p");
+      appendInline(paragraph, block.text);
+      return paragraph;
+    }
+  }
+}
+
+/**
  * Render model text into a DocumentFragment of safe elements.
  * @param {string} text
  * @returns {DocumentFragment}
@@ -18,83 +89,39 @@ const INLINE = /(`[^`\n]+`|\*\*[^*\n]+\*\*)/;
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
   const lines = String(text).replace(/\r\n?/g, "\n").split("\n");
-  let i = 0;
-  while (i < lines.length) {
-    const line = lines[i];
-    const fence = FENCE.exec(line);
-    if (fence) {
-      i = renderFence(lines, i + 1, fence[1], fence[2], fragment);
-    } else if (BULLET.test(line) || NUMBERED.test(line)) {
-      i = renderList(lines, i, fragment);
-    } else if (HEADING.test(line)) {
-      const [, hashes, title] = HEADING.exec(line);
-      const heading = document.createElement("p");
-      heading.className = `md-heading md-h${hashes.length}`;
-      appendInline(heading, title);
-      fragment.append(heading);
-      i += 1;
-    } else if (line.trim() === "") {
-      i += 1;
-    } else {
-      i = renderParagraph(lines, i, fragment);
-    }
-  }
+  for (const block of parseBlocks(lines)) fragment.append(renderBlock(block));
   return fragment;
 }
 
-function renderFence(lines, start, marker, language, parent) {
+function parseFence(lines, start, marker, language) {
   const body = [];
-  let i = start;
+  let i = start + 1;
   const closing = new RegExp(`^\\s*${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
   while (i < lines.length && !closing.test(lines[i])) {
     body.push(lines[i]);
     i += 1;
   }
-  const pre = document.createElement("pre");
-  pre.className = "md-code";
-  const code = document.createElement("code");
-  if (language) {
-    pre.dataset.language = language;
-    code.className = `language-${language}`;
-  }
-  code.textContent = body.join("\n");
-  pre.append(code);
-  parent.append(pre);
-  return i + 1; // past the closing fence (or past the end when it never closed)
+  // Past the closing fence, or past the end when it never closed (still streaming).
+  return { kind: "code", start, next: i + 1, language, code: body.join("\n") };
 }
 
-function renderList(lines, start, parent) {
+function parseList(lines, start) {
   const ordered = NUMBERED.test(lines[start]) && !BULLET.test(lines[start]);
   const pattern = ordered ? NUMBERED : BULLET;
-  const list = document.createElement(ordered ? "ol" : "ul");
-  list.className = "md-list";
-  if (ordered) list.start = Number(NUMBERED.exec(lines[start])[1]);
+  const items = [];
   let i = start;
-  let itemText = null;
-  const flush = () => {
-    if (itemText === null) return;
-    const item = document.createElement("li");
-    appendInline(item, itemText);
-    list.append(item);
-  };
   while (i < lines.length) {
     const match = pattern.exec(lines[i]);
-    if (match) {
-      flush();
-      itemText = ordered ? match[2] : match[1];
-    } else if (itemText !== null && CONTINUATION.test(lines[i])) {
-      itemText += `\n${lines[i].trim()}`;
-    } else {
-      break;
-    }
+    if (match) items.push(ordered ? match[2] : match[1]);
+    else if (items.length && CONTINUATION.test(lines[i])) items[items.length - 1] += `\n${lines[i].trim()}`;
+    else break;
     i += 1;
   }
-  flush();
-  parent.append(list);
-  return i;
+  const first = ordered ? Number(NUMBERED.exec(lines[start])[1]) : 1;
+  return { kind: "list", start, next: i, ordered, first, items };
 }
 
-function renderParagraph(lines, start, parent) {
+function parseParagraph(lines, start) {
   const body = [];
   let i = start;
   while (
@@ -108,10 +135,28 @@ function renderParagraph(lines, start, parent) {
     body.push(lines[i]);
     i += 1;
   }
-  const paragraph = document.createElement("p");
-  appendInline(paragraph, body.join("\n"));
-  parent.append(paragraph);
-  return i;
+  return { kind: "paragraph", start, next: i, text: body.join("\n") };
+}
+
+/**
+ * A code block: a header with its language and a Copy button, then the code. The button
+ * is acted on by the page (data-action), so the block itself carries no behaviour.
+ */
+function renderCode({ language, code }) {
+  const block = element("div", "code-block");
+  const head = element("div", "code-head");
+  head.append(element("span", "code-language", language || "code"));
+  head.append(actionButton("copy-code", "Copy", language ? `Copy ${language} code` : "Copy code"));
+  const pre = element("pre", "md-code");
+  const codeElement = element("code", undefined, code);
+  if (language) {
+    block.dataset.language = language;
+    pre.dataset.language = language;
+    codeElement.className = `language-${language}`;
+  }
+  pre.append(codeElement);
+  block.append(head, pre);
+  return block;
 }
 
 /** Append text with `code` and **bold** spans; everything else stays plain text. */
@@ -120,13 +165,9 @@ function appendInline(parent, text) {
   text.split(INLINE).forEach((part, index) => {
     if (!part) return;
     if (index % 2 === 1 && part.startsWith("`")) {
-      const code = document.createElement("code");
-      code.textContent = part.slice(1, -1);
-      parent.append(code);
+      parent.append(element("code", undefined, part.slice(1, -1)));
     } else if (index % 2 === 1) {
-      const strong = document.createElement("strong");
-      strong.textContent = part.slice(2, -2);
-      parent.append(strong);
+      parent.append(element("strong", undefined, part.slice(2, -2)));
     } else {
       parent.append(document.createTextNode(part));
     }

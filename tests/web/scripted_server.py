@@ -3,21 +3,31 @@
 It serves `web_client/` and answers each client message with canned protocol messages from
 a script. It does NOT generate anything and no test that uses it claims to test generation:
 it exists for a reply that carries markup (script injection), for refusals such as `busy`
-at a chosen moment, and for a reply held open until the test ends it (`push`). Everything
-else runs against the real local twin.
+at a chosen moment, for a reply held open until the test ends it (`push`), for a server
+that goes silent or refuses handshakes, and for exact timings. Everything else runs
+against the real local twin.
+
+`config.json` is web_client/config.json's (the stage's caps as the file beside the page
+has them) with this server's WebSocket URL, and any `config` given on top.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-WEB_CLIENT_DIR = Path(__file__).resolve().parents[2] / "web_client"
+# The page under test; WEB_CLIENT_UNDER_TEST=<dir> serves another copy of it (an older
+# page, to show that a test of a fix fails without the fix).
+WEB_CLIENT_DIR = Path(
+    os.environ.get("WEB_CLIENT_UNDER_TEST") or Path(__file__).resolve().parents[2] / "web_client"
+)
 
 # In a script, instead of a message: close the connection (as a dropped network would).
 CLOSE = {"close": True}
@@ -29,8 +39,11 @@ Script = Callable[[dict], list[tuple[float, dict]]]
 class ScriptedChatServer:
     """Serves the page on http://127.0.0.1:PORT/ and a scripted WebSocket on /dev."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, *, config: dict | None = None) -> None:
         self.script = script
+        self.config = config or {}
+        # While true, WebSocket handshakes are refused (503), as from a server that is down.
+        self.refusing = False
         self.received: list[dict] = []
         self.handshakes: list[dict[str, str]] = []  # the query of each WebSocket handshake
         self._sockets: set[web.WebSocketResponse] = set()
@@ -89,9 +102,12 @@ class ScriptedChatServer:
         return web.FileResponse(WEB_CLIENT_DIR / "index.html")
 
     async def _config(self, _request: web.Request) -> web.Response:
-        return web.json_response({"websocketUrl": self.ws_url})
+        config = json.loads((WEB_CLIENT_DIR / "config.json").read_text())
+        return web.json_response({**config, "websocketUrl": self.ws_url, **self.config})
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing:
+            return web.Response(status=503, text="down")
         self.handshakes.append(dict(request.query))
         socket = web.WebSocketResponse()
         await socket.prepare(request)
@@ -115,3 +131,40 @@ class ScriptedChatServer:
                     await socket.close()
                     return
                 await socket.send_str(json.dumps(reply))
+
+
+def done(reason: str = "end", *, completion_tokens: int = 9, **timing: float | None) -> dict:
+    """A `done` message, with figures a test can recognise."""
+    return {
+        "type": "done",
+        "reason": reason,
+        "usage": {"prompt_tokens": 5, "completion_tokens": completion_tokens},
+        "timing": {"init_ms": 0, "ttft_ms": 12, "tokens_per_s": 99.5, **timing},
+    }
+
+
+def answering(reply: Callable[[dict], str] | str) -> Script:
+    """A script that answers every chat with one reply (text, or a function of the message)
+    and every `reset` as the server does."""
+
+    def script(message: dict) -> list[tuple[float, dict]]:
+        if message.get("action") == "reset":
+            return [(0, {"type": "reset", "stopped": False})]
+        if message.get("action") != "chat":
+            return []
+        text = reply(message) if callable(reply) else reply
+        return [
+            (0, {"type": "status", "state": "generating"}),
+            (0, {"type": "delta", "text": text, "seq": 0}),
+            (0, done()),
+        ]
+
+    return script
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10) -> None:
+    """The server runs in another thread: wait for what the page sent to arrive."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the server never saw it"
+        time.sleep(0.02)

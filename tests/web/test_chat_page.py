@@ -158,8 +158,18 @@ def test_settings_continue_and_regenerate_against_the_real_server(twin, open_pag
     expect(reply.locator(".meta")).to_contain_text("8 tokens")
     cut = reply.locator(".bubble").inner_text()
 
+    updates = int(reply.get_attribute("data-updates"))
     reply.get_by_role("button", name="Continue the reply").click()
-    expect(reply).to_have_attribute("data-reason", FINISHED, timeout=60000)
+    # Ended again, with more text (a `busy` retry in between shows the old ending meanwhile).
+    page.wait_for_function(
+        """(before) => {
+          const reply = document.querySelector('.message.reply');
+          return /^(end|length)$/.test(reply.dataset.reason ?? '')
+            && Number(reply.dataset.updates) > before;
+        }""",
+        arg=updates,
+        timeout=60000,
+    )
     assert reply.locator(".bubble").inner_text().startswith(cut.strip()[:20])
     assert len(reply.locator(".bubble").inner_text()) > len(cut)
 
@@ -167,8 +177,10 @@ def test_settings_continue_and_regenerate_against_the_real_server(twin, open_pag
     page.get_by_role("button", name="Use the defaults").click()
     page.keyboard.press("Escape")
     page.get_by_role("button", name="Regenerate the reply").click()
+    # The old reply is hidden at once, and gone when the new one starts.
+    fresh = page.locator(".message.reply:not([hidden])")
+    expect(fresh).to_have_attribute("data-reason", FINISHED, timeout=60000)
     expect(page.locator(".message.reply")).to_have_count(1)
-    expect(page.locator(".message.reply")).to_have_attribute("data-reason", FINISHED, timeout=60000)
     # The Continue was part of the one exchange: `reset` and the prompt again lose nothing.
     assert page.locator(".message.notice, .message.error").count() == 0
 

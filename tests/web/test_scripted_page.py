@@ -82,8 +82,10 @@ def test_a_busy_refusal_puts_the_prompt_back_in_the_box(server, open_page):
     page.locator("#send").click()
     expect(page.locator(".message.error")).to_contain_text("still busy")
     expect(page.locator(".message.error")).to_contain_text("A reply is running.")
+    expect(page.locator(".message.error")).to_contain_text("Your message is back in the box.")
     expect(page.locator("#prompt")).to_have_value("busy please")
-    expect(page.locator(".message.prompt.unsent")).to_contain_text("Not sent")
+    # The prompt is in one place, the box: no dimmed copy of it stays in the conversation.
+    expect(page.locator(".message.prompt")).to_have_count(0)
     # Controls are back to idle: the prompt can be sent again.
     expect(page.locator("#send")).to_be_visible()
     expect(page.locator("#stop")).to_be_hidden()
@@ -178,10 +180,16 @@ def test_keyboard_alone_reaches_every_control_in_order(server, open_page):
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("Connected")
-    page.keyboard.press("Tab")
+    # The box has focus from the start; backwards from it: New chat, Settings, the skip link.
+    expect(page.locator("#prompt")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="New chat")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator("#settings summary")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
     expect(page.get_by_role("link", name="Skip to the message box")).to_be_focused()
     page.keyboard.press("Tab")
-    expect(page.get_by_role("button", name="New chat")).to_be_focused()
+    page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     expect(page.locator("#prompt")).to_be_focused()
     page.keyboard.type("hello")
@@ -191,7 +199,11 @@ def test_keyboard_alone_reaches_every_control_in_order(server, open_page):
     expect(page.locator(".message.reply")).to_have_attribute("data-reason", "end")
     # Send was the focused button; focus went back to the box, not onto Stop.
     expect(page.locator("#prompt")).to_be_focused()
+    # After a reply, Tab goes on to its buttons and the box's own.
     page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="Regenerate the reply")).to_be_focused()
+    page.locator("#prompt").focus()
+    page.locator("#new-chat").focus()
     page.keyboard.press("Enter")  # New chat
     expect(page.locator("#messages > *")).to_have_count(0)
     _eventually(lambda: server.received[-1] == {"action": "reset"})
@@ -203,7 +215,7 @@ def test_a_phone_gets_one_column_without_sideways_scrolling(server, open_page):
     )
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
     page.locator("#prompt").fill("x" * 300)
-    page.locator("#prompt").press("Enter")
+    page.locator("#send").tap()  # on a touch screen Enter is a new line
     expect(page.locator(".message.reply")).to_have_attribute("data-reason", "end")
     overflow = page.evaluate(
         "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -259,10 +271,10 @@ MARKDOWN_CASES = {
         ["OL", "first|second"],
     ],
     "```html\n<script>alert(1)</script>\n```\nafter": [
-        ["PRE", "<script>alert(1)</script>"],
+        ["DIV", "<script>alert(1)</script>"],
         ["P", "after"],
     ],
-    "```\nstill streaming <img src=x>": [["PRE", "still streaming <img src=x>"]],
+    "```\nstill streaming <img src=x>": [["DIV", "still streaming <img src=x>"]],
     "## Title <i>x</i>": [["P", "Title <i>x</i>"]],
 }
 
@@ -281,7 +293,7 @@ def test_the_markdown_subset_builds_only_safe_elements(server, open_page):
                 node.tagName,
                 node.tagName.endsWith("L")
                   ? [...node.children].map((li) => li.textContent).join("|")
-                  : node.textContent,
+                  : (node.querySelector("pre > code") ?? node).textContent,
               ]),
               tags: [...new Set([...holder.querySelectorAll("*")].map((n) => n.tagName))],
               attributes: [...holder.querySelectorAll("*")].flatMap((n) =>
@@ -292,8 +304,9 @@ def test_the_markdown_subset_builds_only_safe_elements(server, open_page):
         }""",
         list(MARKDOWN_CASES),
     )
-    allowed_tags = {"P", "UL", "OL", "LI", "PRE", "CODE", "STRONG"}
-    allowed_attributes = {"class", "start", "data-language"}
+    # A code block is a DIV: its language and Copy button (acted on by the page), then PRE.
+    allowed_tags = {"P", "UL", "OL", "LI", "DIV", "SPAN", "BUTTON", "PRE", "CODE", "STRONG"}
+    allowed_attributes = {"class", "start", "data-language", "type", "data-action", "aria-label"}
     for text, expected in MARKDOWN_CASES.items():
         assert rendered[text]["blocks"] == expected, text
         assert set(rendered[text]["tags"]) <= allowed_tags, text
