@@ -174,3 +174,21 @@ def own_twin(assemblies) -> Iterator[Twin]:
     twin = Twin(assemblies.get()).start()
     yield twin
     twin.stop()
+
+
+@pytest.fixture
+def scripted():
+    """scripted(script, config=...) -> a started ScriptedChatServer, stopped afterwards."""
+    from tests.web.scripted_server import ScriptedChatServer
+
+    servers: list[ScriptedChatServer] = []
+
+    def start(script, **options) -> ScriptedChatServer:
+        server = ScriptedChatServer(script, **options)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

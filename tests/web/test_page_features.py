@@ -13,38 +13,14 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.web.page_helpers import connected as _connected
+from tests.web.page_helpers import send as _send
 from tests.web.scripted_server import ScriptedChatServer, answering, done, eventually
 
 pytestmark = pytest.mark.browser
 
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped."
 RESET_ANSWER = {"type": "reset", "stopped": False}
-
-
-@pytest.fixture
-def scripted():
-    """scripted(script, config=...) -> a started ScriptedChatServer, stopped afterwards."""
-    servers: list[ScriptedChatServer] = []
-
-    def start(script, **options) -> ScriptedChatServer:
-        server = ScriptedChatServer(script, **options)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def _connected(page: Page) -> Page:
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-    return page
-
-
-def _send(page: Page, text: str) -> None:
-    page.locator("#prompt").fill(text)
-    page.locator("#prompt").press("Enter")
 
 
 def _held(message: dict, first: str) -> list[tuple[float, dict]]:
