@@ -134,12 +134,24 @@ def _prompt(value: object, limits: Limits) -> str:
         raise ProtocolError(BAD_REQUEST, "prompt must be a string.")
     if not value.strip():
         raise ProtocolError(BAD_REQUEST, "prompt must not be empty.")
+    if not _is_text(value):
+        raise ProtocolError(BAD_REQUEST, "prompt must be valid Unicode text.")
     if len(value) > limits.max_prompt_chars:
         raise ProtocolError(
             TOO_LARGE,
             f"prompt is {len(value)} characters; the limit is {limits.max_prompt_chars}.",
         )
     return value
+
+
+def _is_text(value: str) -> bool:
+    """False for a lone surrogate (JSON's "\\ud800" is valid JSON, not text): refused here
+    rather than failing in the engine, where it would count as an engine error."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _options(data: dict[str, Any], limits: Limits) -> ChatOptions:
@@ -187,6 +199,8 @@ def _stop(value: object, limits: Limits) -> tuple[str, ...]:
         raise ProtocolError(
             BAD_REQUEST, f"stop may hold at most {limits.max_stop_sequences} sequences."
         )
+    if not all(_is_text(s) for s in value):
+        raise ProtocolError(BAD_REQUEST, "each stop sequence must be valid Unicode text.")
     if any(not 1 <= len(s) <= MAX_STOP_CHARS for s in value):
         raise ProtocolError(
             BAD_REQUEST, f"each stop sequence must be 1 to {MAX_STOP_CHARS} characters."

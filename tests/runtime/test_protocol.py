@@ -95,6 +95,9 @@ REFUSED = [
     (chat(stop=[""]), False, "bad_request"),
     (chat(stop=["x" * 65]), False, "bad_request"),
     (chat(stop=["a", "b", "c", "d", "e"]), False, "bad_request"),
+    # Valid JSON, not text: a lone surrogate is refused before any engine sees it.
+    ('{"action": "chat", "prompt": "hi \\ud800"}', False, "bad_request"),
+    ('{"action": "chat", "prompt": "hi", "options": {"stop": ["\\udfff"]}}', False, "bad_request"),
 ]
 
 
