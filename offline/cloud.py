@@ -35,7 +35,6 @@ from aiohttp import web
 from offline import blueprint, events
 from offline.access import AccessControl
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
-from offline.event_queue import AsyncConfig
 from offline.fault_proxy import AwsFaults, create_proxy_app
 from offline.gateway import FrameHook, GatewayConfig, GatewayLimits, WebSocketGateway
 from offline.iam import connections_target
@@ -479,7 +478,6 @@ class OfflineCloud:
                 else:
                     layers.append(str(folder))
             code_paths = (str(plan.code_dir), *layers, runtime)
-        capacity_cap = None if plan.reserved_concurrency is not None else self.local_cap
         return FunctionSpec(
             name=plan.name,
             handler=handler,
@@ -488,16 +486,9 @@ class OfflineCloud:
             memory_mb=plan.memory_mb,
             code_paths=code_paths,
             reserved_concurrency=plan.reserved_concurrency,
-            local_cap=capacity_cap or self.local_cap,
+            local_cap=self.local_cap,
             aliases=dict(plan.aliases),
-            async_configs={
-                q: AsyncConfig(
-                    max_event_age_seconds=c.max_event_age_seconds,
-                    max_retry_attempts=c.max_retry_attempts,
-                    on_failure=c.on_failure,
-                )
-                for q, c in plan.async_configs.items()
-            },
+            async_configs=dict(plan.async_configs),
             role_arn=plan.role_arn,
             description=plan.resource.construct_path,
         )

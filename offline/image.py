@@ -395,10 +395,10 @@ def _run(
             (layer / ".complete").touch()
     target_path = stage.root / target.lstrip("/")
     target_path.parent.mkdir(parents=True, exist_ok=True)
-    if target_path.is_symlink() or target_path.exists():
-        shutil.rmtree(target_path) if target_path.is_dir() and not target_path.is_symlink() else (
-            target_path.unlink()
-        )
+    if target_path.is_dir() and not target_path.is_symlink():
+        shutil.rmtree(target_path)
+    elif target_path.is_symlink() or target_path.exists():
+        target_path.unlink()
     target_path.symlink_to(layer / "content")
     stage.key = hashlib.sha256(f"{stage.key}|RUN|{key}".encode()).hexdigest()
     return True

@@ -333,7 +333,6 @@ class LocalFunction:
         env = {k: os.environ[k] for k in _PASSED_THROUGH if k in os.environ}
         env.update(
             {
-                "PYTHONUNBUFFERED": "1",
                 "TZ": ":UTC",
                 "LAMBDA_TASK_ROOT": self.spec.code_paths[0] if self.spec.code_paths else "",
                 "_HANDLER": self.spec.handler,
