@@ -11,6 +11,7 @@ import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from bench.prices import PICOLLM_LAMBDA_SPEED, PRICES, Price
@@ -80,10 +81,28 @@ class Assumptions:
     image_gb: float = 2.0
 
 
+class Item(StrEnum):
+    """What a cost line counts: code finds a line by this, never by its display label."""
+
+    PROVISIONED_CONCURRENCY = "provisioned_concurrency"
+    SECRETS = "secrets"
+    ALARMS = "alarms"
+    IMAGE_STORAGE = "image_storage"
+    INFERENCE_DURATION = "inference_duration"
+    SMALL_FUNCTION_DURATION = "small_function_duration"
+    LAMBDA_REQUESTS = "lambda_requests"
+    WS_MESSAGES = "ws_messages"
+    WS_CONNECTION_MINUTES = "ws_connection_minutes"
+    DYNAMODB_READS = "dynamodb_reads"
+    DYNAMODB_WRITES = "dynamodb_writes"
+    LOGS = "logs"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Line:
     """One cost line: `quantity` units at `price`, and how the quantity was counted."""
 
+    item: Item
     what: str
     quantity: float
     price: Price
@@ -108,6 +127,7 @@ def at_rest(config: StageConfig, a: Assumptions, footprint: Footprint) -> list[L
     seconds = HOURS_PER_MONTH * 3600
     return [
         Line(
+            item=Item.PROVISIONED_CONCURRENCY,
             what="Provisioned concurrency (inference)",
             quantity=config.provisioned_concurrency * gb * seconds,
             price=PRICES["lambda_provisioned"],
@@ -116,18 +136,21 @@ def at_rest(config: StageConfig, a: Assumptions, footprint: Footprint) -> list[L
             ),
         ),
         Line(
+            item=Item.SECRETS,
             what="Secrets Manager secrets",
             quantity=footprint.secrets,
             price=PRICES["secret_month"],
             formula=f"{footprint.secrets} in the stage's templates",
         ),
         Line(
+            item=Item.ALARMS,
             what="CloudWatch alarms",
             quantity=footprint.alarms,
             price=PRICES["alarm_month"],
             formula=f"{footprint.alarms} in the stage's templates",
         ),
         Line(
+            item=Item.IMAGE_STORAGE,
             what="Container image in ECR",
             quantity=a.image_gb,
             price=PRICES["ecr_storage"],
@@ -179,36 +202,42 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
     served = "provisioned" if provisioned else "on-demand"
     return [
         Line(
+            item=Item.INFERENCE_DURATION,
             what=f"Inference duration ({served})",
             quantity=n * t * gb,
             price=duration_price,
             formula=f"{n} * {t:.1f} s * {gb:g} GB",
         ),
         Line(
+            item=Item.SMALL_FUNCTION_DURATION,
             what="Router and authorizer duration",
             quantity=n * small_calls * a.small_function_ms / 1000 * small_gb,
             price=PRICES["lambda_duration"],
             formula=(f"{n} * {small_calls:g} calls * {a.small_function_ms:g} ms * {small_gb:g} GB"),
         ),
         Line(
+            item=Item.LAMBDA_REQUESTS,
             what="Lambda requests",
             quantity=n * requests,
             price=PRICES["lambda_requests"],
             formula=f"{n} * {requests:g} (1 inference + {small_calls:g} router/authorizer)",
         ),
         Line(
+            item=Item.WS_MESSAGES,
             what="WebSocket messages",
             quantity=n * messages,
             price=PRICES["ws_messages"],
             formula=f"{n} * (chat + status + {deltas} deltas + done)",
         ),
         Line(
+            item=Item.WS_CONNECTION_MINUTES,
             what="WebSocket connection minutes",
             quantity=n * connection_minutes,
             price=PRICES["ws_connection_minutes"],
             formula=f"{n} * ({t:.1f} s / 60 + {a.idle_minutes_per_connection:g} min idle)",
         ),
         Line(
+            item=Item.DYNAMODB_READS,
             what="DynamoDB reads (stop polls)",
             quantity=n * reads * rru_per_read,
             price=PRICES["dynamodb_read"],
@@ -217,6 +246,7 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
             ),
         ),
         Line(
+            item=Item.DYNAMODB_WRITES,
             what="DynamoDB writes",
             quantity=n * writes * wru_per_write,
             price=PRICES["dynamodb_write"],
@@ -227,6 +257,7 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
             ),
         ),
         Line(
+            item=Item.LOGS,
             what="CloudWatch Logs",
             quantity=n * a.log_kb_per_reply / (1024 * 1024),
             price=PRICES["logs_ingest"],
@@ -271,12 +302,12 @@ def _lines_table(lines: list[Line]) -> list[str]:
 def _shares(a: Assumptions) -> str:
     """Where a reply's money goes, in words (the first stage, on-demand)."""
     config = next(iter(STAGES.values()))
-    lines = {line.what: line.usd for line in per_replies(config, a, provisioned=False)}
+    lines = {line.item: line.usd for line in per_replies(config, a, provisioned=False)}
     whole = sum(lines.values())
-    inference = lines["Inference duration (on-demand)"] / whole
-    messages = lines["WebSocket messages"] / whole
-    reads = lines["DynamoDB reads (stop polls)"]
-    dynamodb = reads + lines["DynamoDB writes"]
+    inference = lines[Item.INFERENCE_DURATION] / whole
+    messages = lines[Item.WS_MESSAGES] / whole
+    reads = lines[Item.DYNAMODB_READS]
+    dynamodb = reads + lines[Item.DYNAMODB_WRITES]
     per_s = 1000 / config.stop_poll_ms
     return (
         f"Cost per reply scales with its length. Inference duration is {inference:.0%} of "

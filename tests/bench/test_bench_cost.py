@@ -102,6 +102,20 @@ def test_at_rest_is_provisioned_concurrency_plus_secrets_and_alarms(doc, footpri
     assert _usd(_summary_row(doc, name)[1]) == pytest.approx(pc + fixed, abs=0.006)
 
 
+@pytest.mark.parametrize("name", list(STAGES))
+def test_each_line_has_its_own_key(footprints, name):
+    # The document's prose finds lines by key; two lines under one key would be summed
+    # into one figure or hide each other.
+    config, a = STAGES[name], cost.Assumptions()
+    for lines in (
+        cost.at_rest(config, a, footprints[name]),
+        cost.per_replies(config, a, provisioned=False),
+        cost.per_replies(config, a, provisioned=True),
+    ):
+        items = [line.item for line in lines]
+        assert len(items) == len(set(items)), items
+
+
 def test_every_price_is_cited_with_a_source_and_date(doc):
     for price in PRICES.values():
         assert price.source.startswith("https://")
