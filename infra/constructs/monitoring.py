@@ -13,12 +13,14 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
-from llambda.protocol import ACTIVATION_LIMIT
 
 # What the runtime emits (Powertools EMF; `service` is Powertools' default dimension).
 METRICS_NAMESPACE = "Llambda"
 INFERENCE_SERVICE = "inference"
 ROUTER_SERVICE = "router"
+# The runtime's protocol.ACTIVATION_LIMIT: infra does not import the runtime, so
+# tests/infra/test_cdk_monitoring.py checks the two agree.
+ACTIVATION_LIMIT = "activation_limit"
 FIVE_MINUTES = cdk.Duration.minutes(5)
 
 

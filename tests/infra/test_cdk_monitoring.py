@@ -5,6 +5,7 @@ import json
 import pytest
 from aws_cdk.assertions import Template
 
+from llambda import protocol
 from tests.infra.conftest import synthesize
 
 ALARM_EMAIL = "alarms@example.com"
@@ -99,7 +100,7 @@ def test_a_picollm_stage_alarms_when_the_access_key_cannot_activate(stage, state
     assert (alarm["Namespace"], alarm["MetricName"]) == ("Llambda", "Errors")
     dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
     assert dimensions == {
-        "code": "activation_limit",
+        "code": protocol.ACTIVATION_LIMIT,
         "service": "inference",
         "stage": stage.config.stage_name,
     }
