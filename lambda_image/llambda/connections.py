@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from llambda.engines.base import drop_oldest_turns
+
 Turn = dict[str, str]  # {"role": "user" | "assistant", "content": "..."}
 
 
@@ -45,12 +47,9 @@ def _is_conditional_failure(error: ClientError) -> bool:
 
 def trim_history(turns: list[Turn], max_chars: int) -> list[Turn]:
     """Drop the oldest exchanges (user + assistant) until the contents fit in `max_chars`."""
-    turns = list(turns)
-    while turns and sum(len(t.get("content", "")) for t in turns) > max_chars:
-        # Drop one whole exchange so the history always starts with a user turn.
-        drop = 2 if len(turns) >= 2 and turns[1].get("role") == "assistant" else 1
-        del turns[:drop]
-    return turns
+    return drop_oldest_turns(
+        turns, lambda kept: sum(len(t.get("content", "")) for t in kept) <= max_chars, keep=0
+    )
 
 
 class ConnectionStore:

@@ -101,11 +101,13 @@ class SerialEngine(Engine):
 
 
 def drop_oldest_turns(
-    messages: list[Message], fits: Callable[[list[Message]], bool]
+    messages: list[Message], fits: Callable[[list[Message]], bool], *, keep: int = 1
 ) -> list[Message]:
-    """Drop the oldest exchanges (never the last message) until `fits(messages)`."""
+    """Drop the oldest exchanges until `fits(messages)` or only the last `keep` messages
+    are left. The prompt keeps the new message; the stored history may keep nothing."""
     messages = list(messages)
-    while len(messages) > 1 and not fits(messages):
-        drop = 2 if len(messages) > 2 and messages[1].get("role") == "assistant" else 1
-        del messages[:drop]
+    while len(messages) > keep and not fits(messages):
+        # A user turn goes with its reply, so what is left starts with a user turn.
+        pair = len(messages) > keep + 1 and messages[1].get("role") == "assistant"
+        del messages[: 2 if pair else 1]
     return messages
