@@ -116,12 +116,29 @@ too_large_chats = st.builds(lambda p: {"action": "chat", "prompt": p}, too_long_
     json.dumps
 )
 binary = st.binary(min_size=1, max_size=64)
+# Valid JSON (`"\ud800"`) but not text: a lone surrogate, which `st.text` never draws, in
+# a prompt or a stop sequence that would otherwise pass.
+lone_surrogate_text = st.builds(
+    lambda before, surrogate, after: before + surrogate + after,
+    st.text(max_size=8),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=8),
+)
+not_text_chats = st.one_of(
+    st.builds(lambda p: {"action": "chat", "prompt": p}, lone_surrogate_text),
+    st.builds(
+        lambda good, bad: {"action": "chat", "prompt": "hi", "options": {"stop": [*good, bad]}},
+        st.lists(st.text(min_size=1, max_size=4), max_size=3),
+        lone_surrogate_text,
+    ),
+).map(json.dumps)
 
 hostile = st.one_of(
     tagged(not_json, BAD_JSON),
     tagged(non_object_json, BAD_JSON),
     tagged(wrong_action, UNKNOWN_ACTION),
     tagged(bad_chats, BAD_REQUEST),
+    tagged(not_text_chats, BAD_REQUEST),
     tagged(too_large_chats, TOO_LARGE),
     tagged(binary, BAD_REQUEST),
 )
