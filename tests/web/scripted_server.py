@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
+
+from offline.serving import Server
 
 # The page under test; WEB_CLIENT_UNDER_TEST=<dir> serves another copy of it (an older
 # page, to show that a test of a fix fails without the fix).
@@ -47,10 +48,11 @@ class ScriptedChatServer:
         self.received: list[dict] = []
         self.handshakes: list[dict[str, str]] = []  # the query of each WebSocket handshake
         self._sockets: set[web.WebSocketResponse] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self._server = Server("127.0.0.1")
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def http_url(self) -> str:
@@ -61,35 +63,26 @@ class ScriptedChatServer:
         return f"ws://127.0.0.1:{self.port}/dev"
 
     def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        self._server.start(self._setup, timeout=10)
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._server.stop(self._close_sockets)
 
-    async def _start(self) -> None:
-        app = web.Application()
+    async def _setup(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
         app.router.add_get("/config.json", self._config)
         app.router.add_get("/dev", self._socket)
         app.router.add_static("/", WEB_CLIENT_DIR)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        await self._server.serve_app(app, main=True)
 
-    async def _stop(self) -> None:
+    async def _close_sockets(self) -> None:
         # Close live sockets first: the runner would otherwise wait for their handlers.
         for socket in list(self._sockets):
             await socket.close()
-        await self._runner.cleanup()
 
     def push(self, message: dict) -> None:
         """Send `message` now on every open socket, unasked (CLOSE closes them instead)."""
-        asyncio.run_coroutine_threadsafe(self._push(message), self._loop).result(timeout=10)
+        self._server.run(self._push(message), timeout=10)
 
     async def _push(self, message: dict) -> None:
         for socket in list(self._sockets):
