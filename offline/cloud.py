@@ -58,6 +58,9 @@ log = logging.getLogger("offline")
 T = TypeVar("T")
 
 DEFAULT_REGION = "us-east-1"
+FUNCTION = "AWS::Lambda::Function"
+SECRET = "AWS::SecretsManager::Secret"
+TABLE = "AWS::DynamoDB::Table"
 ACCOUNT_ID = "123456789012"
 # What the twin's own calls to moto sign with (moto accepts any credentials).
 TWIN_CREDENTIALS = {
@@ -170,47 +173,32 @@ class OfflineCloud:
         assembly = self._assembly
         return (assembly.region if assembly else None) or DEFAULT_REGION
 
-    def resource(self, reference: str) -> Any:
-        """A template resource by logical id or construct path suffix (e.g. "Orders")."""
+    def resource(self, reference: str, *types: str) -> Any:
+        """A template resource by logical id or construct path (see `StageAssembly.find`)."""
         assert self._assembly is not None, "start the twin first"
-        return self._assembly.find(reference)
+        return self._assembly.find(reference, *types)
 
     def function(self, reference: str) -> LocalFunction:
-        """A running function by name, logical id or construct path suffix."""
+        """A running function by name, logical id or construct path (e.g. "Orders")."""
         assert self.functions is not None, "start the twin first"
         with contextlib.suppress(KeyError):
             return self.functions.get(reference)
-        name = self._resolver.ref(self._function_resource(reference))  # type: ignore[union-attr]
+        name = self._resolver.ref(self.resource(reference, FUNCTION))  # type: ignore[union-attr]
         return self.functions.get(name)
 
-    def _function_resource(self, reference: str) -> Any:
-        assert self._assembly is not None
-        candidates = [
-            r
-            for r in self._assembly.resources("AWS::Lambda::Function")
-            if r.logical_id == reference
-            or r.construct_path.endswith(f"/{reference}")
-            or f"/{reference}/" in r.construct_path
-        ]
-        if len(candidates) != 1:
-            raise KeyError(f"{reference!r} names {len(candidates)} functions")
-        return candidates[0]
-
     def secret(self, reference: str) -> str:
-        """A secret's value, by part of its construct path (e.g. "Orders/ApiKey")."""
-        matches = [v for path, v in self.secrets.items() if reference in path]
-        if len(matches) != 1:
-            raise KeyError(f"{reference!r} names {len(matches)} secrets")
-        return matches[0]
+        """A secret's value, by logical id or construct path (e.g. "Orders/ApiKey")."""
+        return self.secrets[self.resource(reference, SECRET).construct_path]
 
     def table(self, reference: str = "") -> Any:
-        """A table (boto3 resource, straight to moto: no IAM, no faults)."""
-        names = [name for path, name in self.tables.items() if reference in path]
-        if len(names) != 1:
-            raise KeyError(f"{reference!r} names {len(names)} tables")
+        """A table (boto3 resource, straight to moto: no IAM, no faults), by logical id or
+        construct path; the stage's only table by default."""
+        paths = [self.resource(reference, TABLE).construct_path] if reference else list(self.tables)
+        if len(paths) != 1:
+            raise KeyError(f"the stage has {len(paths)} tables: name one")
         return boto3.resource(
             "dynamodb", endpoint_url=self.moto_url, region_name=self.region, **TWIN_CREDENTIALS
-        ).Table(names[0])
+        ).Table(self.tables[paths[0]])
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, timeout: float = 600) -> OfflineCloud:
@@ -260,8 +248,12 @@ class OfflineCloud:
                 )
             self.tables[table.resource.construct_path] = table.create_table["TableName"]
         secretsmanager = session.client("secretsmanager", endpoint_url=self.moto_url)
+        overrides = {
+            assembly.find(reference, SECRET): value
+            for reference, value in self.secret_overrides.items()
+        }
         for plan in secret_plans:
-            value = self._secret_override(plan.resource) or plan.value
+            value = overrides.get(plan.resource) or plan.value
             arn = secretsmanager.create_secret(Name=plan.name, SecretString=value)["ARN"]
             resolver.set(plan.resource, ref=arn)
             self.secrets[plan.resource.construct_path] = value
@@ -270,14 +262,6 @@ class OfflineCloud:
         self.not_emulated = blueprint.not_emulated(assembly, skipped)
         for role_arn, documents in blueprint.role_policies(assembly, resolver).items():
             self.access.add_role(role_arn, documents)
-
-    def _secret_override(self, resource: Any) -> str | None:
-        for reference, value in self.secret_overrides.items():
-            if reference == resource.logical_id or resource.construct_path.endswith(reference):
-                return value
-            if f"/{reference}/" in resource.construct_path:
-                return value
-        return None
 
     def localize(self, value: str) -> str:
         """The stage's public addresses, as this twin serves them (the twin's DNS)."""
@@ -371,7 +355,7 @@ class OfflineCloud:
 
     def _secret_arn(self, name: str) -> str | None:
         assert self._assembly is not None and self._resolver is not None
-        for res in self._assembly.resources("AWS::SecretsManager::Secret"):
+        for res in self._assembly.resources(SECRET):
             arn = self._resolver.ref(res)
             if name in (arn, arn.rsplit("-", 1)[0], arn.split(":secret:", 1)[-1].rsplit("-", 1)[0]):
                 return arn

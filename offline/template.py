@@ -200,24 +200,33 @@ class StageAssembly:
         except KeyError:
             raise TemplateError(f"stack {stack} has no resource {logical_id!r}") from None
 
-    def find(self, reference: str) -> Resource:
-        """The one resource whose logical id is `reference`, or whose construct path ends
-        with it ("Orders/Handler" finds ".../Orders/Handler/Resource")."""
-        suffix = "/" + reference.strip("/")
+    def find(self, reference: str, *types: str) -> Resource:
+        """The one resource (of `types`, if given) whose logical id is `reference`, or whose
+        construct path ends with it ("Orders/Handler" finds ".../Orders/Handler/Resource"),
+        or failing that holds it as whole segments (among functions, "Orders" finds
+        ".../Orders/Handler/Resource")."""
+        candidates = self.resources(*types)
+        segments = "/" + reference.strip("/")
         matches = [
             r
-            for r in self._resources.values()
+            for r in candidates
             if r.logical_id == reference
-            or _trimmed_path(r.construct_path).endswith(suffix)
-            or r.construct_path.endswith(suffix)
+            or f"/{_trimmed_path(r.construct_path)}".endswith(segments)
+            or f"/{r.construct_path}".endswith(segments)
         ]
+        if not matches:
+            # Only when nothing ends with it: a construct's children would all hold it.
+            matches = [r for r in candidates if f"{segments}/" in f"/{r.construct_path}/"]
         if len(matches) == 1:
             return matches[0]
         if not matches:
             # Construct paths exist only when synthesized with path metadata (the CLI's default).
             has_paths = any("aws:cdk:path" in r.metadata for r in self._resources.values())
             hint = "" if has_paths else " (the templates carry no aws:cdk:path metadata)"
-            raise TemplateError(f"no resource in stage {self.stage} matches {reference!r}{hint}")
+            kind = f" of type {', '.join(types)}" if types else ""
+            raise TemplateError(
+                f"no resource{kind} in stage {self.stage} matches {reference!r}{hint}"
+            )
         paths = ", ".join(r.construct_path for r in matches)
         raise TemplateError(f"{reference!r} is ambiguous in stage {self.stage}: {paths}")
 

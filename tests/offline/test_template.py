@@ -83,6 +83,21 @@ def test_find_by_path_suffix_and_its_errors(dev: StageAssembly) -> None:
         dev.find("Nowhere/Thing")
 
 
+def test_find_by_whole_segments_when_no_path_ends_with_them(dev: StageAssembly) -> None:
+    function = dev.find("Inference", "AWS::Lambda::Function")
+    assert function.construct_path.endswith("/Inference/Function/Resource")
+    assert dev.find("Stateless/Inference", "AWS::Lambda::Function") == function
+    # Among every type, the construct's secret, function and alias all hold it.
+    with pytest.raises(TemplateError, match="ambiguous"):
+        dev.find("Inference")
+    # A suffix wins over the resources that only hold it: not the function's children.
+    assert dev.find("Inference/Function").type == "AWS::Lambda::Function"
+    with pytest.raises(TemplateError, match="no resource of type AWS::Lambda::Function"):
+        dev.find("Inference/AccessKey", "AWS::Lambda::Function")
+    with pytest.raises(TemplateError, match="no resource"):
+        dev.find("ference", "AWS::Lambda::Function")  # part of a segment is not a segment
+
+
 def test_router_environment_resolves_alias_and_cross_stack_table(
     dev: StageAssembly, resolver: Resolver
 ) -> None:
