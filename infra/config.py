@@ -96,7 +96,8 @@ class StageConfig:
         return self.stage_name == "Prod"
 
     # The environment each function gets, as the stack sets it (and so the local twin,
-    # which reads it from the synthesized template).
+    # which reads it from the synthesized template). Each function's settings class in
+    # lambda_image/llambda/settings.py reads exactly these (tests/runtime/test_settings.py).
     def common_environment(self, *, service: str) -> dict[str, str]:
         return {
             "STAGE_NAME": self.stage_name,
@@ -131,8 +132,6 @@ class StageConfig:
             "TABLE_NAME": table_name,
             "ENGINE": self.engine,
             "MODEL_PATH": self.model_path,
-            "MAX_TOKENS_CAP": str(self.max_tokens_cap),
-            "DEFAULT_MAX_TOKENS": str(self.default_max_tokens),
             "HISTORY_MAX_CHARS": str(self.history_max_chars),
             "COALESCE_MS": str(self.coalesce_ms),
             "STOP_POLL_MS": str(self.stop_poll_ms),
@@ -147,7 +146,6 @@ class StageConfig:
         return {
             **self.common_environment(service="dispatch_failure"),
             "TABLE_NAME": table_name,
-            "LEASE_SECONDS": str(self.lease_seconds),
         }
 
     def authorizer_environment(self, *, token_secret_arn: str) -> dict[str, str]:

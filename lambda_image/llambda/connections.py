@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from llambda.engines.base import drop_oldest_turns
+from llambda.history import drop_oldest_turns
 
 Turn = dict[str, str]  # {"role": "user" | "assistant", "content": "..."}
 

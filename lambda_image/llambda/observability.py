@@ -12,15 +12,17 @@ from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 NAMESPACE = "Llambda"
+# Dev and Prod may share an account: every metric carries its stage.
+STAGE_VARIABLE = "STAGE_NAME"
+STAGE = os.environ.get(STAGE_VARIABLE, "local")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "llambda"))
 metrics = Metrics(namespace=NAMESPACE)
-# Dev and Prod may share an account: every reply metric carries its stage.
-metrics.set_default_dimensions(stage=os.environ.get("STAGE_NAME", "local"))
+metrics.set_default_dimensions(stage=STAGE)
 
 
 def _dimensions() -> dict[str, str]:
-    return {"service": logger.service, "stage": os.environ.get("STAGE_NAME", "local")}
+    return {"service": logger.service, "stage": STAGE}
 
 
 def count_error(code: str) -> None:

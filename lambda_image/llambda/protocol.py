@@ -40,13 +40,14 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """The stage's caps on what a client may ask for."""
+    """The stage's caps on what a client may ask for (built from `RouterSettings`, which
+    owns their defaults)."""
 
-    max_prompt_chars: int = 8000
-    max_tokens_cap: int = 512
-    default_max_tokens: int = 256
-    max_temperature: float = 2.0
-    max_stop_sequences: int = 4
+    max_prompt_chars: int
+    max_tokens_cap: int
+    default_max_tokens: int
+    max_temperature: float
+    max_stop_sequences: int
 
 
 @dataclass(frozen=True)
@@ -55,24 +56,6 @@ class ChatOptions:
     temperature: float | None = None  # None: the engine's default
     top_p: float | None = None
     stop: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "stop": list(self.stop),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ChatOptions:
-        """Options as the router dispatched them (already validated)."""
-        return cls(
-            max_tokens=int(data["max_tokens"]),
-            temperature=data.get("temperature"),
-            top_p=data.get("top_p"),
-            stop=tuple(data.get("stop") or ()),
-        )
 
 
 @dataclass(frozen=True)
@@ -101,10 +84,9 @@ ClientMessage = Chat | Stop | Reset | Ping
 
 
 def parse_client_message(
-    body: str | bytes | None, *, is_base64: bool = False, limits: Limits | None = None
+    body: str | bytes | None, *, limits: Limits, is_base64: bool = False
 ) -> ClientMessage:
     """Validate one client frame; raise `ProtocolError` with the code the client gets."""
-    limits = limits or Limits()
     if is_base64 or isinstance(body, bytes | bytearray):
         raise ProtocolError(BAD_REQUEST, "Binary frames are not supported; send JSON text.")
     if body is None or not body.strip():

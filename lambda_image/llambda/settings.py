@@ -1,41 +1,81 @@
-"""The functions' environment (see `StageConfig.*_environment` in infra/config.py) read
-into one frozen `Settings`. Defaults equal StageConfig's, so a missing variable behaves
-like the default stage (a test keeps the two in step)."""
+"""What each function reads from its environment, one frozen class per function.
+
+The stack sets the variables (`StageConfig.*_environment` in infra/config.py); each field
+here names the variable it reads, so a class lists exactly what its function uses (a test
+holds every variable the template gives a function against its class). Defaults equal
+StageConfig's, so a missing variable behaves like the default stage (a test compares
+every default with StageConfig's).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar, get_origin, get_type_hints
 
 from llambda.protocol import Limits
 
+T = TypeVar("T", bound="FunctionSettings")
 
-@dataclass(frozen=True)
-class Settings:
-    stage_name: str = "Dev"
-    table_name: str = ""
-    # router
-    inference_function: str = ""
-    max_prompt_chars: int = 8000
-    max_tokens_cap: int = 512
-    default_max_tokens: int = 256
-    max_temperature: float = 2.0
-    max_stop_sequences: int = 4
-    messages_per_minute: int = 30
-    connection_ttl_seconds: int = 2 * 3600 + 600
-    allowed_origins: tuple[str, ...] = ()
-    # inference
-    engine: str = "picollm"
-    model_path: str = "/opt/models/model.pllm"
-    history_max_chars: int = 6000
-    coalesce_ms: int = 50
-    stop_poll_ms: int = 250
-    lease_seconds: int = 60
-    access_key_secret_arn: str | None = None
-    # authorizer
-    token_secret_arn: str | None = None
-    require_token: bool = False
+
+def env_field(variable: str, default: Any = None) -> Any:
+    """A setting read from `variable`; the name lives here and nowhere else in the runtime."""
+    return dataclasses.field(default=default, metadata={"env": variable})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSettings:
+    """Read with `from_env`; the subclass's fields say which variables and their types."""
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """field name → the environment variable it is read from."""
+        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_env(cls: type[T], env: Mapping[str, str] | None = None) -> T:
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values = {}
+        for name, variable in cls.variables().items():
+            raw = env.get(variable)
+            kind = hints[name]
+            if raw is None or (kind in (int, float) and not raw.strip()):
+                continue  # unset: the default
+            values[name] = _convert(kind, raw)
+        return cls(**values)
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    if get_origin(kind) is types.UnionType:  # `str | None`: empty means unset
+        return raw.strip() or None
+    if kind is bool:
+        return raw.strip().lower() == "true"
+    if get_origin(kind) is tuple:  # a comma-separated list
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return kind(raw)  # str, int, float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSettings(FunctionSettings):
+    table_name: str = env_field("TABLE_NAME", "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterSettings(TableSettings):
+    inference_function: str = env_field("INFERENCE_FUNCTION", "")
+    max_prompt_chars: int = env_field("MAX_PROMPT_CHARS", 8000)
+    max_tokens_cap: int = env_field("MAX_TOKENS_CAP", 512)
+    default_max_tokens: int = env_field("DEFAULT_MAX_TOKENS", 256)
+    max_temperature: float = env_field("MAX_TEMPERATURE", 2.0)
+    max_stop_sequences: int = env_field("MAX_STOP_SEQUENCES", 4)
+    messages_per_minute: int = env_field("MESSAGES_PER_MINUTE", 30)
+    lease_seconds: int = env_field("LEASE_SECONDS", 60)
+    connection_ttl_seconds: int = env_field("CONNECTION_TTL_SECONDS", 2 * 3600 + 600)
+    allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", ())
 
     @property
     def limits(self) -> Limits:
@@ -47,36 +87,24 @@ class Settings:
             max_stop_sequences=self.max_stop_sequences,
         )
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        d = cls()
 
-        def num(name: str, default: float, kind: type = int) -> float:
-            raw = env.get(name, "").strip()
-            return kind(raw) if raw else default
+@dataclass(frozen=True, kw_only=True)
+class InferenceSettings(TableSettings):
+    engine: str = env_field("ENGINE", "picollm")
+    model_path: str = env_field("MODEL_PATH", "/opt/models/model.pllm")
+    history_max_chars: int = env_field("HISTORY_MAX_CHARS", 6000)
+    coalesce_ms: int = env_field("COALESCE_MS", 50)
+    stop_poll_ms: int = env_field("STOP_POLL_MS", 250)
+    lease_seconds: int = env_field("LEASE_SECONDS", 60)
+    access_key_secret_arn: str | None = env_field("ACCESS_KEY_SECRET_ARN")
 
-        return cls(
-            stage_name=env.get("STAGE_NAME", d.stage_name),
-            table_name=env.get("TABLE_NAME", d.table_name),
-            inference_function=env.get("INFERENCE_FUNCTION", d.inference_function),
-            max_prompt_chars=num("MAX_PROMPT_CHARS", d.max_prompt_chars),
-            max_tokens_cap=num("MAX_TOKENS_CAP", d.max_tokens_cap),
-            default_max_tokens=num("DEFAULT_MAX_TOKENS", d.default_max_tokens),
-            max_temperature=num("MAX_TEMPERATURE", d.max_temperature, float),
-            max_stop_sequences=num("MAX_STOP_SEQUENCES", d.max_stop_sequences),
-            messages_per_minute=num("MESSAGES_PER_MINUTE", d.messages_per_minute),
-            connection_ttl_seconds=num("CONNECTION_TTL_SECONDS", d.connection_ttl_seconds),
-            allowed_origins=tuple(
-                o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
-            ),
-            engine=env.get("ENGINE", d.engine),
-            model_path=env.get("MODEL_PATH", d.model_path),
-            history_max_chars=num("HISTORY_MAX_CHARS", d.history_max_chars),
-            coalesce_ms=num("COALESCE_MS", d.coalesce_ms),
-            stop_poll_ms=num("STOP_POLL_MS", d.stop_poll_ms),
-            lease_seconds=num("LEASE_SECONDS", d.lease_seconds),
-            access_key_secret_arn=env.get("ACCESS_KEY_SECRET_ARN") or None,
-            token_secret_arn=env.get("TOKEN_SECRET_ARN") or None,
-            require_token=env.get("REQUIRE_TOKEN", "false").strip().lower() == "true",
-        )
+
+@dataclass(frozen=True, kw_only=True)
+class DispatchFailureSettings(TableSettings):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthorizerSettings(FunctionSettings):
+    token_secret_arn: str | None = env_field("TOKEN_SECRET_ARN")
+    require_token: bool = env_field("REQUIRE_TOKEN", False)

@@ -1,5 +1,6 @@
-"""Real local servers for the runtime tests: @connections, moto (DynamoDB, Secrets
-Manager) and a recording Lambda Invoke endpoint, each on a free loopback port."""
+"""Real local servers for the runtime tests, from the twin's parts: @connections, moto
+(DynamoDB, Secrets Manager) with the stack's own table, and Lambda's Invoke API with a
+function that records its events, each on a free loopback port."""
 
 from __future__ import annotations
 
@@ -7,15 +8,24 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import boto3
 import pytest
 from aiohttp import web
 
+from offline import blueprint
+from offline.cloud import ACCOUNT_ID
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
+from offline.invoke_api import FunctionRegistry, add_invoke_routes
+from offline.lambda_function import FunctionSpec, LambdaFaults
+from offline.lambda_worker import LambdaContext
+from offline.moto_process import MotoProcess
 from offline.serving import Server
+from offline.template import Resolver, StageAssembly
+from tests.twin_assembly import TWIN_STAGE
 
 STAGE = "dev"
 
@@ -147,7 +157,7 @@ def connections(connections_server: ConnectionsServer) -> Iterator[ConnectionsSe
     connections_server.faults.fail_next = 0
 
 
-# moto (DynamoDB, Secrets Manager) ----------------------------------------------------
+# moto (DynamoDB, Secrets Manager) and the stack's own table --------------------------
 
 
 @dataclass
@@ -160,27 +170,21 @@ class Moto:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Moto]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = MotoProcess()
     server.start()
-    host, port = server.get_host_and_port()
-    yield Moto(f"http://{host}:{port}")
+    yield Moto(server.url)
     server.stop()
 
 
-TABLE = "connections"
-
-
 @pytest.fixture(scope="session")
-def table(moto_server: Moto) -> str:
-    moto_server.client("dynamodb").create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[{"AttributeName": "connectionId", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "connectionId", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return TABLE
+def table(moto_server: Moto, assemblies) -> str:
+    """The connection table as the synthesized stage declares it (key schema, TTL)."""
+    assembly = StageAssembly.load(assemblies.get(), TWIN_STAGE)
+    resolver = Resolver(assembly, region="us-east-1", account_id=ACCOUNT_ID)
+    tables, _ = blueprint.data_plans(assembly, resolver)
+    [plan] = tables
+    moto_server.client("dynamodb").create_table(**plan.create_table)
+    return plan.create_table["TableName"]
 
 
 @pytest.fixture
@@ -196,69 +200,88 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12] + "="
 
 
-# A recording Lambda Invoke endpoint ---------------------------------------------------
+# Lambda's Invoke API (the twin's), with a function that records its events -----------
+
+
+class RecordedFunction:
+    """Registered in the twin's Invoke API in place of a real function: routing by name,
+    alias or ARN, payload limits and injected throttles are the twin's; the asynchronous
+    events it is sent are kept in `calls` instead of run."""
+
+    def __init__(self, name: str, alias: str) -> None:
+        self.spec = FunctionSpec(
+            name=name, handler="-", environment={}, timeout_seconds=1, aliases={alias: 0}
+        )
+        self.arn = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{name}"
+        self.calls: list[dict] = []
+
+    def submit_event(
+        self, payload: bytes, *, invoked_arn: str | None = None, expire: bool = False
+    ) -> str:
+        self.calls.append({"invoked_arn": invoked_arn, "payload": json.loads(payload)})
+        return uuid.uuid4().hex
+
+
+INFERENCE_NAME, INFERENCE_ALIAS = "inference", "live"
 
 
 @dataclass
 class InvokeRecorder:
     server: AppServer
-    calls: list[dict] = field(default_factory=list)
-    fail_next: int = 0
+    function: RecordedFunction
+    faults: LambdaFaults
 
     @property
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def calls(self) -> list[dict]:
+        return self.function.calls
+
 
 @pytest.fixture(scope="session")
 def invoke_server() -> Iterator[InvokeRecorder]:
+    registry = FunctionRegistry(region="us-east-1", account_id=ACCOUNT_ID)
+    function = RecordedFunction(INFERENCE_NAME, INFERENCE_ALIAS)
+    registry.add(function)  # type: ignore[arg-type]
+    faults = LambdaFaults()
     app = web.Application()
-    recorder: InvokeRecorder | None = None
-
-    async def invoke(request: web.Request) -> web.Response:
-        assert recorder is not None
-        if recorder.fail_next > 0:
-            recorder.fail_next -= 1
-            return web.json_response(
-                {"message": "Rate exceeded"},
-                status=429,
-                headers={"x-amzn-ErrorType": "TooManyRequestsException"},
-            )
-        recorder.calls.append(
-            {
-                "function": request.match_info["name"],
-                "invocation_type": request.headers.get("X-Amz-Invocation-Type"),
-                "payload": json.loads(await request.read()),
-            }
-        )
-        return web.Response(status=202)
-
-    app.router.add_post("/2015-03-31/functions/{name}/invocations", invoke)
+    add_invoke_routes(app, registry, faults=faults)
     server = AppServer(app).start()
-    recorder = InvokeRecorder(server)
-    yield recorder
+    yield InvokeRecorder(server, function, faults)
     server.stop()
 
 
 @pytest.fixture
 def invokes(invoke_server: InvokeRecorder) -> Iterator[InvokeRecorder]:
     invoke_server.calls.clear()
-    invoke_server.fail_next = 0
+    invoke_server.faults.throttle_next = 0
     yield invoke_server
-    invoke_server.fail_next = 0
+    invoke_server.faults.throttle_next = 0
 
 
 # The handlers' environment, as the stack (and offline/) give it ----------------------
 
 
+def reset_handlers() -> None:
+    """Each handler builds its dependencies once per instance from the environment; a test
+    that changes the environment has them built again (as a new instance would)."""
+    from llambda.handlers import authorizer, dispatch_failure, inference, router
+
+    for module in (authorizer, dispatch_failure, inference, router):
+        module.DEPS.reset()
+
+
 @pytest.fixture
 def lambda_env(monkeypatch, moto_server, table, connections, invokes):
-    """Every variable a handler reads, pointing at the local servers; caches cleared."""
+    """Every variable the handlers read, pointing at the local servers."""
     from infra.config import DEV
-    from llambda.handlers import aws
 
     env = {
-        **DEV.router_environment(table_name=table, inference_function="inference:live"),
+        **DEV.router_environment(
+            table_name=table, inference_function=f"{INFERENCE_NAME}:{INFERENCE_ALIAS}"
+        ),
         **DEV.inference_environment(table_name=table, access_key_secret_arn=None),
         "ALLOWED_ORIGINS": "",
         "AWS_ENDPOINT_URL_DYNAMODB": moto_server.url,
@@ -269,15 +292,9 @@ def lambda_env(monkeypatch, moto_server, table, connections, invokes):
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-
-    def clear():
-        for cached in (aws.settings, aws.dynamodb, aws.lambda_client, aws.secretsmanager):
-            cached.cache_clear()
-        aws._management_api.cache_clear()
-
-    clear()
+    reset_handlers()
     yield env
-    clear()
+    reset_handlers()
 
 
 # The real tiny model, loaded once ----------------------------------------------------
@@ -292,16 +309,11 @@ def llama_engine():
     return LlamaCppEngine.load(str(default_model_path()), n_threads=1)
 
 
-@dataclass
-class Context:
-    """The bits of a Lambda context object Powertools reads."""
-
-    function_name: str = "test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id: str = "req-1"
-
-
 @pytest.fixture
-def context() -> Context:
-    return Context()
+def context() -> LambdaContext:
+    """The context object the twin's workers give a handler."""
+    return LambdaContext(
+        request_id="req-1",
+        deadline_ms=int(time.time() * 1000) + 60_000,
+        function_arn=f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:test",
+    )

@@ -10,11 +10,13 @@ import picollm
 import pytest
 
 from llambda import protocol
+from llambda.dispatch import Dispatch
 from llambda.engines import EngineError
 from llambda.engines.picollm_engine import ActivationError, PicoLLMEngine, engine_error
-from llambda.handlers.inference import Dispatch, EngineSource, run_reply
+from llambda.handlers import aws
+from llambda.handlers.inference import EngineSource, InferenceDeps, run_reply
 from llambda.sender import StreamSender, connection_poster
-from llambda.settings import Settings
+from llambda.settings import InferenceSettings
 
 from .conftest import new_id
 
@@ -73,7 +75,6 @@ def test_an_activation_failure_while_generating_is_an_activation_error():
 def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
     store, connections, table
 ):
-    settings = Settings(table_name=table)
     cid, reply_id = new_id(), new_id()
     store.put(cid, source_ip="127.0.0.1", origin="", ttl_seconds=600)
     peer = connections.connect(cid)
@@ -85,16 +86,20 @@ def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
         callback_url=connections.endpoint,
         prompt="Hello",
         options=protocol.ChatOptions(max_tokens=8),
-        dispatched_at=0,
+        dispatched_at_ms=0,
     )
 
     def load():
         raise engine_error(picollm.PicoLLMActivationLimitError("x"))
 
     sender = StreamSender(connection_poster(connections.client(), cid), coalesce_ms=50)
-    outcome = run_reply(
-        dispatch, store=store, sender=sender, engines=EngineSource(load), settings=settings
+    deps = InferenceDeps(
+        settings=InferenceSettings(table_name=table),
+        store=store,
+        engines=EngineSource(load),
+        connections=aws.ManagementApis(),
     )
+    outcome = run_reply(dispatch, deps, sender)
     assert outcome.error_code == "activation_limit"
     error = peer.messages[-1]
     assert error["type"] == "error" and error["code"] == "activation_limit"

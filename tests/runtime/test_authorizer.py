@@ -13,18 +13,14 @@ ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef/dev/$connect"
 
 @pytest.fixture
 def secret(lambda_env, moto_server, monkeypatch):
-    from llambda.handlers import aws
-
     # One moto server serves the whole session: every secret needs a name no other test
     # (nor a rerun) can pick. id() cannot promise that: CPython reuses freed objects' ids.
     created = moto_server.client("secretsmanager").create_secret(
         Name=_unique_name("token"), SecretString="s3cret-token"
     )
     monkeypatch.setenv("TOKEN_SECRET_ARN", created["ARN"])
-    aws.settings.cache_clear()
-    authorizer._expected_token.cache_clear()
-    yield created["ARN"]
-    authorizer._expected_token.cache_clear()
+    authorizer.DEPS.reset()
+    return created["ARN"]
 
 
 def _unique_name(prefix: str) -> str:
@@ -32,12 +28,18 @@ def _unique_name(prefix: str) -> str:
 
 
 def authorize(context, token=None):
-    event = {"type": "REQUEST", "methodArn": ARN, "headers": {}, "requestContext": {}}
+    event = {
+        "type": "REQUEST",
+        "methodArn": ARN,
+        "headers": {},
+        "requestContext": {"identity": {"sourceIp": "203.0.113.9"}},
+    }
     if token is not None:
         event["queryStringParameters"] = {"token": token}
     answer = authorizer.handler(event, context)
     [statement] = answer["policyDocument"]["Statement"]
-    assert statement["Resource"] == ARN and statement["Action"] == "execute-api:Invoke"
+    # Just the route asked for, never the whole API.
+    assert statement["Resource"] == [ARN] and statement["Action"] == "execute-api:Invoke"
     return statement["Effect"]
 
 
@@ -54,18 +56,14 @@ def authorize(context, token=None):
     ],
 )
 def test_token_decisions(secret, monkeypatch, context, required, token, effect):
-    from llambda.handlers import aws
-
     monkeypatch.setenv("REQUIRE_TOKEN", "true" if required else "false")
-    aws.settings.cache_clear()
+    authorizer.DEPS.reset()
     assert authorize(context, token) == effect
 
 
 def test_deny_is_logged_without_the_token(secret, monkeypatch, context, caplog):
-    from llambda.handlers import aws
-
     monkeypatch.setenv("REQUIRE_TOKEN", "true")
-    aws.settings.cache_clear()
+    authorizer.DEPS.reset()
     assert authorize(context, "guess-123") == "Deny"
     [denied] = [r for r in caplog.records if r.getMessage() == "connection denied"]
     assert denied.reason == "wrong token"
@@ -74,14 +72,10 @@ def test_deny_is_logged_without_the_token(secret, monkeypatch, context, caplog):
 
 
 def test_unreadable_secret_denies(lambda_env, monkeypatch, context):
-    from llambda.handlers import aws
-
     monkeypatch.setenv("TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:nope")
     monkeypatch.setenv("REQUIRE_TOKEN", "true")
-    aws.settings.cache_clear()
-    authorizer._expected_token.cache_clear()
+    authorizer.DEPS.reset()
     assert authorize(context, "anything") == "Deny"
-    authorizer._expected_token.cache_clear()
 
 
 def test_json_secret_value(lambda_env, moto_server):
@@ -90,4 +84,4 @@ def test_json_secret_value(lambda_env, moto_server):
     arn = moto_server.client("secretsmanager").create_secret(
         Name=_unique_name("json-token"), SecretString='{"token": "abc"}'
     )["ARN"]
-    assert aws.read_secret(arn, json_key="token") == "abc"
+    assert aws.read_secret(aws.secrets(), arn, json_key="token") == "abc"

@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+from llambda.dispatch import Dispatch
+from llambda.protocol import ChatOptions
+
 from .conftest import new_id
 
 
@@ -22,15 +25,16 @@ def record(cid, reply_id, url, *, condition="EventAgeExceeded", function_error=N
             "condition": condition,
             "approximateInvokeCount": 1,
         },
-        "requestPayload": {
-            "connectionId": cid,
-            "replyId": reply_id,
-            "requestId": "r",
-            "callbackUrl": url,
-            "prompt": "hi",
-            "options": {"max_tokens": 8},
-            "dispatchedAt": 0,
-        },
+        # What the router sent, as Lambda hands it back.
+        "requestPayload": Dispatch(
+            connection_id=cid,
+            reply_id=reply_id,
+            request_id="r",
+            callback_url=url,
+            prompt="hi",
+            options=ChatOptions(max_tokens=8),
+            dispatched_at_ms=0,
+        ).to_event(),
         "responseContext": response,
     }
 

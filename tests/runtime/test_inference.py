@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
 import pytest
 
 from llambda import protocol
+from llambda.dispatch import Dispatch
 from llambda.engines import Engine, EngineError, GenerationResult
-from llambda.handlers.inference import Dispatch, EngineSource, run_reply
+from llambda.handlers import aws
+from llambda.handlers.inference import EngineSource, InferenceDeps, run_reply
 from llambda.sender import StreamSender, connection_poster
-from llambda.settings import Settings
+from llambda.settings import InferenceSettings
 
 from .conftest import new_id
 
@@ -24,8 +27,8 @@ class Loaded(EngineSource):
 
 
 @pytest.fixture
-def settings(table) -> Settings:
-    return Settings(table_name=table)
+def settings(table) -> InferenceSettings:
+    return InferenceSettings(table_name=table)
 
 
 def start(store, connections, *, prompt="Name three colours.", cid=None, **options):
@@ -45,7 +48,7 @@ def start(store, connections, *, prompt="Name three colours.", cid=None, **optio
         callback_url=connections.endpoint,
         prompt=prompt,
         options=protocol.ChatOptions(**options),
-        dispatched_at=0,
+        dispatched_at_ms=0,
     )
 
 
@@ -54,7 +57,13 @@ def run(dispatch, store, connections, engines, settings):
         connection_poster(connections.client(), dispatch.connection_id),
         coalesce_ms=settings.coalesce_ms,
     )
-    return run_reply(dispatch, store=store, sender=sender, engines=engines, settings=settings)
+    return run_reply(dispatch, deps(store, engines, settings), sender)
+
+
+def deps(store, engines, settings) -> InferenceDeps:
+    return InferenceDeps(
+        settings=settings, store=store, engines=engines, connections=aws.ManagementApis()
+    )
 
 
 def test_a_reply_streams_then_finishes(store, connections, llama_engine, settings):
@@ -117,7 +126,7 @@ def test_memory_across_turns_and_reset(store, connections, llama_engine, setting
 
 
 def test_history_is_trimmed_to_its_cap(store, connections, llama_engine, table):
-    settings = Settings(table_name=table, history_max_chars=150)
+    settings = InferenceSettings(table_name=table, history_max_chars=150)
     engines = Loaded(llama_engine)
     dispatch = start(store, connections, prompt="a" * 100, max_tokens=8)
     run(dispatch, store, connections, engines, settings)
@@ -185,9 +194,7 @@ def test_a_vanished_client_stops_generation_within_one_token(
         connection_poster(connections.client(), dispatch.connection_id), coalesce_ms=50
     )
     engine = Recording(llama_engine, lambda: sender.gone)
-    outcome = run_reply(
-        dispatch, store=store, sender=sender, engines=Loaded(engine), settings=settings
-    )
+    outcome = run_reply(dispatch, deps(store, Loaded(engine), settings), sender)
     assert outcome.outcome == "gone" and outcome.completion_tokens < 400
     assert engine.after_gone <= 1
     assert store.get(dispatch.connection_id) is None  # nothing left behind
@@ -281,21 +288,17 @@ def test_the_lambda_handler_end_to_end(lambda_env, monkeypatch, store, connectio
 
     monkeypatch.setenv("ENGINE", "llamacpp")
     monkeypatch.setenv("MODEL_PATH", str(default_model_path()))
-    from llambda.handlers import aws, inference
+    from llambda.handlers import inference
 
-    aws.settings.cache_clear()
-    monkeypatch.setattr(inference, "ENGINE", EngineSource(inference.load_configured_engine))
+    inference.DEPS.reset()  # a new instance, built from this environment
     dispatch = start(store, connections, max_tokens=8)
     peer = connections.registry.get(dispatch.connection_id)
-    event = {
-        "connectionId": dispatch.connection_id,
-        "replyId": dispatch.reply_id,
-        "requestId": "r",
-        "callbackUrl": "https://abc.execute-api.us-east-1.amazonaws.com/dev",
-        "prompt": "Say hello.",
-        "options": dispatch.options.to_json(),
-        "dispatchedAt": 0,
-    }
+    # The API's own URL: the local endpoint override must win, as in the twin.
+    event = dataclasses.replace(
+        dispatch,
+        callback_url="https://abc.execute-api.us-east-1.amazonaws.com/dev",
+        prompt="Say hello.",
+    ).to_event()
     answer = inference.handler(event, context)
     assert answer["outcome"] == "done"
     assert [m["type"] for m in peer.messages][:2] == ["status", "status"]
@@ -309,21 +312,21 @@ def test_picollm_without_its_secret_reports_engine_error(lambda_env, moto_server
     secret = moto_server.client("secretsmanager").create_secret(
         Name=new_id().strip("="), SecretString='{"accessKey": "not-a-real-key"}'
     )
-    settings = Settings(
+    settings = InferenceSettings(
         table_name=table,
         engine="picollm",
         model_path="/nonexistent/model.pllm",
         access_key_secret_arn=secret["ARN"],
     )
     with pytest.raises(EngineError, match="picoLLM"):
-        inference.load_configured_engine(settings)
+        inference.load_configured_engine(settings, aws.secrets())
     with pytest.raises(EngineError, match="ACCESS_KEY_SECRET_ARN"):
-        inference.load_configured_engine(Settings(engine="picollm"))
+        inference.load_configured_engine(InferenceSettings(engine="picollm"), aws.secrets())
 
 
 def test_concurrent_watcher_and_generation_do_not_deadlock(store, connections, llama_engine, table):
     # A fast poll cadence exercises the watcher thread against the generating thread.
-    settings = Settings(table_name=table, stop_poll_ms=10, lease_seconds=1)
+    settings = InferenceSettings(table_name=table, stop_poll_ms=10, lease_seconds=1)
     dispatch = start(store, connections, max_tokens=30)
     done = threading.Event()
     outcome = None
@@ -375,7 +378,7 @@ def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, l
 
     # Polls every 0.5 s and a 2 s lease, shorter than the load: the watcher must renew
     # the lease while the model loads, and see a stop that arrives meanwhile.
-    settings = Settings(table_name=table, stop_poll_ms=500, lease_seconds=2)
+    settings = InferenceSettings(table_name=table, stop_poll_ms=500, lease_seconds=2)
     release = threading.Event()
     watched = WatchedStore(store)
 
@@ -423,8 +426,6 @@ def test_the_connection_is_free_before_the_client_hears_the_end(
         post(data)
 
     sender = StreamSender(watching, coalesce_ms=settings.coalesce_ms)
-    outcome = run_reply(
-        dispatch, store=store, sender=sender, engines=Loaded(llama_engine), settings=settings
-    )
+    outcome = run_reply(dispatch, deps(store, Loaded(llama_engine), settings), sender)
     assert outcome.outcome == "done"
     assert held_when_done_went_out == [False]

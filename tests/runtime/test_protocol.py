@@ -9,7 +9,13 @@ import pytest
 from llambda import protocol
 from llambda.protocol import Chat, ChatOptions, Limits, Ping, ProtocolError, Reset, Stop
 
-LIMITS = Limits(max_prompt_chars=100, max_tokens_cap=512, default_max_tokens=256)
+LIMITS = Limits(
+    max_prompt_chars=100,
+    max_tokens_cap=512,
+    default_max_tokens=256,
+    max_temperature=2.0,
+    max_stop_sequences=4,
+)
 
 
 def chat(prompt="hi", **options) -> str:
@@ -115,24 +121,6 @@ def test_too_large_names_the_limit():
     with pytest.raises(ProtocolError) as refused:
         protocol.parse_client_message(chat("x" * 150), limits=LIMITS)
     assert "150" in refused.value.message and "100" in refused.value.message
-
-
-def test_default_limits_are_the_stage_defaults():
-    from infra.config import StageConfig
-
-    stage = StageConfig(stage_name="x")
-    assert Limits() == Limits(
-        max_prompt_chars=stage.max_prompt_chars,
-        max_tokens_cap=stage.max_tokens_cap,
-        default_max_tokens=stage.default_max_tokens,
-        max_temperature=stage.max_temperature,
-        max_stop_sequences=stage.max_stop_sequences,
-    )
-
-
-def test_options_round_trip_through_the_dispatch_event():
-    options = ChatOptions(max_tokens=7, temperature=0.5, top_p=0.9, stop=("END",))
-    assert ChatOptions.from_json(json.loads(json.dumps(options.to_json()))) == options
 
 
 def test_server_messages():

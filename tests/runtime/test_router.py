@@ -74,10 +74,8 @@ def test_connect_writes_the_record_and_disconnect_deletes_it(router, store, cont
 
 
 def test_origin_allow_list_refuses_strangers(router, store, context, monkeypatch):
-    from llambda.handlers import aws
-
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com,http://localhost:8787")
-    aws.settings.cache_clear()
+    router.DEPS.reset()
     cid = new_id()
     evil = ws_event("$connect", cid, headers={"origin": "https://evil.example.net"})
     assert router.handler(evil, context) == {"statusCode": 403}
@@ -90,10 +88,8 @@ def test_origin_allow_list_refuses_strangers(router, store, context, monkeypatch
 def test_a_client_without_origin_is_not_a_browser_and_may_connect(
     router, store, context, monkeypatch
 ):
-    from llambda.handlers import aws
-
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com")
-    aws.settings.cache_clear()
+    router.DEPS.reset()
     cid = new_id()
     assert router.handler(ws_event("$connect", cid, headers={}), context) == {"statusCode": 200}
     assert store.get(cid) is not None
@@ -142,8 +138,7 @@ def test_chat_takes_the_lease_and_dispatches_asynchronously(client, store, invok
     assert client.send(json.dumps(body)) is None  # the reply comes from inference
     after_ms = time.time() * 1000
     [call] = invokes.calls
-    assert call["function"] == "inference:live"
-    assert call["invocation_type"] == "Event"
+    assert call["invoked_arn"].endswith(":function:inference:live")
     event = call["payload"]
     assert event["connectionId"] == client.cid
     assert event["requestId"] == "api-req-1"
@@ -187,11 +182,9 @@ def test_reset_clears_memory_and_answers(client, store, invokes):
     assert client.send('{"action": "reset"}') == {"type": "reset", "stopped": True}
 
 
-def test_rate_limit(client, store, invokes, monkeypatch):
-    from llambda.handlers import aws
-
+def test_rate_limit(router, client, store, invokes, monkeypatch):
     monkeypatch.setenv("MESSAGES_PER_MINUTE", "2")
-    aws.settings.cache_clear()
+    router.DEPS.reset()
     for _ in range(2):
         client.send('{"action": "chat", "prompt": "hi"}')
         store.release_lease(client.cid, invokes.calls[-1]["payload"]["replyId"])
@@ -202,11 +195,11 @@ def test_rate_limit(client, store, invokes, monkeypatch):
 
 
 def test_dispatch_failure_releases_the_lease_and_says_unavailable(client, store, invokes):
-    invokes.fail_next = 10  # throttled beyond the SDK's retries
+    invokes.faults.throttle_next = 10  # throttled beyond the SDK's retries
     answer = client.send('{"action": "chat", "prompt": "hi"}')
     assert answer["code"] == "unavailable"
     assert "replyId" not in store.get(client.cid)
-    invokes.fail_next = 0
+    invokes.faults.throttle_next = 0
     client.send('{"action": "chat", "prompt": "hi"}')
     assert len(invokes.calls) == 1
 

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
+from llambda.history import Message
 
 
 class EngineError(Exception):
@@ -98,16 +98,3 @@ class SerialEngine(Engine):
     @abstractmethod
     def _engine_error(self, error: Exception) -> EngineError | None:
         """The client-safe error for one of the runtime's exceptions, or None to re-raise."""
-
-
-def drop_oldest_turns(
-    messages: list[Message], fits: Callable[[list[Message]], bool], *, keep: int = 1
-) -> list[Message]:
-    """Drop the oldest exchanges until `fits(messages)` or only the last `keep` messages
-    are left. The prompt keeps the new message; the stored history may keep nothing."""
-    messages = list(messages)
-    while len(messages) > keep and not fits(messages):
-        # A user turn goes with its reply, so what is left starts with a user turn.
-        pair = len(messages) > keep + 1 and messages[1].get("role") == "assistant"
-        del messages[: 2 if pair else 1]
-    return messages

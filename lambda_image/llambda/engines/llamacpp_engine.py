@@ -19,10 +19,9 @@ from llambda.engines.base import (
     EngineError,
     GenerationRequest,
     GenerationResult,
-    Message,
     SerialEngine,
-    drop_oldest_turns,
 )
+from llambda.history import Message, drop_oldest_turns
 
 # Context window: room for the kept history, the longest prompt and the longest reply.
 DEFAULT_N_CTX = 8192

@@ -18,10 +18,9 @@ from llambda.engines.base import (
     EngineError,
     GenerationRequest,
     GenerationResult,
-    Message,
     SerialEngine,
-    drop_oldest_turns,
 )
+from llambda.history import Message, drop_oldest_turns
 
 # picoLLM's endpoint names → our done reasons.
 ENDPOINT_REASONS = {

@@ -9,13 +9,39 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponseWebSocket,
+    parse_api_gateway_arn,
+)
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
+from llambda.settings import AuthorizerSettings
 
 PRINCIPAL = "websocket-client"
+
+
+@dataclass(frozen=True)
+class AuthorizerDeps:
+    """What the authorizer uses, built once per instance (`DEPS`) or by a test."""
+
+    settings: AuthorizerSettings
+    secrets: SecretsProvider  # caches the token for a while (aws.SECRET_MAX_AGE_SECONDS)
+
+    @classmethod
+    def from_environment(cls) -> AuthorizerDeps:
+        return cls(settings=AuthorizerSettings.from_env(), secrets=aws.secrets())
+
+    def expected_token(self) -> str:
+        arn = self.settings.token_secret_arn
+        if not arn:
+            raise RuntimeError("TOKEN_SECRET_ARN is not set")
+        return aws.read_secret(self.secrets, arn, json_key="token")
 
 
 def decide(
@@ -39,41 +65,35 @@ def decide(
 
 
 def policy(allowed: bool, method_arn: str) -> dict[str, Any]:
-    return {
-        "principalId": PRINCIPAL,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Action": "execute-api:Invoke",
-                    "Effect": "Allow" if allowed else "Deny",
-                    "Resource": method_arn,
-                }
-            ],
-        },
-    }
+    """Allow or deny invoking just the route asked for (`$connect`)."""
+    answer = APIGatewayAuthorizerResponseWebSocket.from_route_arn(method_arn, PRINCIPAL)
+    route = parse_api_gateway_arn(method_arn, is_websocket_authorizer=True).resource
+    if allowed:
+        answer.allow_route(route)
+    else:
+        answer.deny_route(route)
+    return answer.asdict()
 
 
-@cache
-def _expected_token() -> str:
-    """The token secret, read once per instance (a failed read is retried next time)."""
-    arn = aws.settings().token_secret_arn
-    if not arn:
-        raise RuntimeError("TOKEN_SECRET_ARN is not set")
-    return aws.read_secret(arn, json_key="token")
-
-
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def authorize(event: APIGatewayAuthorizerRequestEvent, deps: AuthorizerDeps) -> dict[str, Any]:
+    # Powertools' `query_string_parameters` raises when API Gateway leaves the key out,
+    # as it does for a handshake with no query string.
     token = (event.get("queryStringParameters") or {}).get("token")
     allowed, reason = decide(
-        token, require_token=aws.settings().require_token, expected=_expected_token
+        token, require_token=deps.settings.require_token, expected=deps.expected_token
     )
-    ctx = event.get("requestContext") or {}
-    extra = {"reason": reason, "source_ip": (ctx.get("identity") or {}).get("sourceIp")}
+    extra = {"reason": reason, "source_ip": event.request_context.identity.source_ip}
     if allowed:
         logger.info("connection allowed", extra=extra)
     else:
         logger.warning("connection denied", extra=extra)
         count_error("unauthorized")
-    return policy(allowed, event.get("methodArn", "*"))
+    return policy(allowed, event.method_arn)
+
+
+DEPS = aws.PerInstance(AuthorizerDeps.from_environment)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return authorize(APIGatewayAuthorizerRequestEvent(event), DEPS.get())

@@ -10,15 +10,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from llambda import protocol
 from llambda.connections import ConnectionStore
+from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
 from llambda.sender import ConnectionGone, connection_poster
+from llambda.settings import DispatchFailureSettings
 
-Poster = Callable[[str, str], Callable[[bytes], None]]  # (callback url, connection id)
+
+@dataclass(frozen=True)
+class DispatchFailureDeps:
+    """What this function uses, built once per instance (`DEPS`) or by a test."""
+
+    store: ConnectionStore
+    connections: aws.ManagementApis
+
+    @classmethod
+    def from_environment(cls) -> DispatchFailureDeps:
+        settings = DispatchFailureSettings.from_env()
+        return cls(
+            store=ConnectionStore(aws.dynamodb(), settings.table_name),
+            connections=aws.ManagementApis(),
+        )
+
+    def poster(self, dispatch: Dispatch) -> Callable[[bytes], None]:
+        client = self.connections.client(dispatch.callback_url)
+        return connection_poster(client, dispatch.connection_id)
 
 
 def failure_message(record: dict[str, Any]) -> dict[str, Any]:
@@ -35,16 +56,14 @@ def failure_message(record: dict[str, Any]) -> dict[str, Any]:
     return protocol.error(protocol.UNAVAILABLE, "The server could not answer; try again.")
 
 
-def notify(record: dict[str, Any], *, store: ConnectionStore, poster: Poster) -> bool:
+def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
     """Tell the client and free its lease; True when the client was told."""
-    payload = record.get("requestPayload") or {}
-    connection_id = payload.get("connectionId")
-    reply_id = payload.get("replyId")
-    callback_url = payload.get("callbackUrl")
-    if not (connection_id and reply_id and callback_url):
-        logger.error("failure record without a dispatch payload")
+    try:
+        dispatch = Dispatch.from_event(record.get("requestPayload"))
+    except MalformedDispatch as malformed:
+        logger.error("failure record without a dispatch payload", extra={"why": str(malformed)})
         return False
-    logger.append_keys(connection_id=connection_id, reply_id=reply_id)
+    logger.append_keys(connection_id=dispatch.connection_id, reply_id=dispatch.reply_id)
     message = failure_message(record)
     logger.warning(
         "dispatch failed",
@@ -56,13 +75,13 @@ def notify(record: dict[str, Any], *, store: ConnectionStore, poster: Poster) ->
     count_error(message["code"])
     told = False
     try:
-        poster(callback_url, connection_id)(protocol.encode(message))
+        deps.poster(dispatch)(protocol.encode(message))
         told = True
     except ConnectionGone:
-        store.delete(connection_id)
+        deps.store.delete(dispatch.connection_id)
     except Exception:
         logger.exception("could not tell the client")
-    store.release_lease(connection_id, reply_id)
+    deps.store.release_lease(dispatch.connection_id, dispatch.reply_id)
     return told
 
 
@@ -79,12 +98,11 @@ def _records(event: dict[str, Any]) -> list[dict[str, Any]]:
     return [event]
 
 
-def _poster(callback_url: str, connection_id: str) -> Callable[[bytes], None]:
-    return connection_poster(aws.management_api(callback_url), connection_id)
+DEPS = aws.PerInstance(DispatchFailureDeps.from_environment)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    store = ConnectionStore(aws.dynamodb(), aws.settings().table_name)
-    told = [notify(record, store=store, poster=_poster) for record in _records(event)]
+    deps = DEPS.get()
+    told = [notify(record, deps) for record in _records(event)]
     return {"notified": sum(told), "records": len(told)}

@@ -1,8 +1,8 @@
 """The inference function: generate one reply and stream it over @connections.
 
-The engine is a module-level singleton reused by warm invocations. With provisioned
-concurrency it loads during init (the 10 s init cap does not apply there); on demand it
-loads on the first message, after telling the client `status: loading`.
+The engine lives in the instance's dependencies (`DEPS`), reused by warm invocations.
+With provisioned concurrency it loads during init (the 10 s init cap does not apply
+there); on demand it loads on the first message, after telling the client `status: loading`.
 
 Generation never waits on the network: text goes to the background sender, and a watcher
 thread polls the connection item for a stop mark (and renews the lease) while tokens flow.
@@ -17,8 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
 from llambda import protocol
 from llambda.connections import ConnectionStore, ReplyState
+from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.engines import Engine, EngineError, GenerationRequest, load_engine
 from llambda.handlers import aws
 from llambda.observability import (
@@ -29,7 +32,7 @@ from llambda.observability import (
     record_reply,
 )
 from llambda.sender import StreamSender, connection_poster
-from llambda.settings import Settings
+from llambda.settings import InferenceSettings
 
 
 class EngineSource:
@@ -52,15 +55,16 @@ class EngineSource:
             return self.engine, init_ms
 
 
-def load_configured_engine(settings: Settings | None = None) -> Engine:
+def load_configured_engine(settings: InferenceSettings, secrets: SecretsProvider) -> Engine:
     """The engine the environment names; the AccessKey comes from Secrets Manager."""
-    settings = settings or aws.settings()
     access_key = None
     if settings.engine == "picollm":
         if not settings.access_key_secret_arn:
             raise EngineError("ACCESS_KEY_SECRET_ARN is not set, so picoLLM has no AccessKey.")
         try:
-            access_key = aws.read_secret(settings.access_key_secret_arn, json_key="accessKey")
+            access_key = aws.read_secret(
+                secrets, settings.access_key_secret_arn, json_key="accessKey"
+            )
         except Exception as error:
             raise EngineError(
                 "The picoLLM AccessKey could not be read from Secrets Manager."
@@ -68,40 +72,36 @@ def load_configured_engine(settings: Settings | None = None) -> Engine:
     return load_engine(settings.engine, settings.model_path, access_key)
 
 
-ENGINE = EngineSource(load_configured_engine)
+@dataclass(frozen=True)
+class InferenceDeps:
+    """What the inference function uses, built once per instance (`DEPS`) or by a test."""
+
+    settings: InferenceSettings
+    store: ConnectionStore
+    engines: EngineSource
+    connections: aws.ManagementApis
+
+    @classmethod
+    def from_environment(cls) -> InferenceDeps:
+        settings = InferenceSettings.from_env()
+        secrets = aws.secrets()
+        return cls(
+            settings=settings,
+            store=ConnectionStore(aws.dynamodb(), settings.table_name),
+            engines=EngineSource(lambda: load_configured_engine(settings, secrets)),
+            connections=aws.ManagementApis(),
+        )
+
+
 # Under provisioned concurrency the engine loads during init (logged and counted there), so
 # no reply pays for it; on demand the first message loads it.
 INITIALIZATION_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+DEPS = aws.PerInstance(InferenceDeps.from_environment)
 if INITIALIZATION_TYPE == "provisioned-concurrency":
     try:
-        ENGINE.load()
+        DEPS.get().engines.load()
     except Exception:  # retried on the first message, which then reports the error
         logger.exception("engine failed to load during init")
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """The router's event (docs/architecture.md)."""
-
-    connection_id: str
-    reply_id: str
-    request_id: str
-    callback_url: str
-    prompt: str
-    options: protocol.ChatOptions
-    dispatched_at: int
-
-    @classmethod
-    def from_event(cls, event: dict[str, Any]) -> Dispatch:
-        return cls(
-            connection_id=str(event["connectionId"]),
-            reply_id=str(event["replyId"]),
-            request_id=str(event.get("requestId", "")),
-            callback_url=str(event["callbackUrl"]),
-            prompt=str(event["prompt"]),
-            options=protocol.ChatOptions.from_json(event.get("options") or {"max_tokens": 256}),
-            dispatched_at=int(event.get("dispatchedAt") or 0),
-        )
 
 
 class ReplyWatcher:
@@ -173,16 +173,10 @@ class ReplyOutcome:
         }
 
 
-def run_reply(
-    dispatch: Dispatch,
-    *,
-    store: ConnectionStore,
-    sender: StreamSender,
-    engines: EngineSource,
-    settings: Settings,
-) -> ReplyOutcome:
+def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> ReplyOutcome:
     """Generate and stream one reply; always closes the sender and releases the lease."""
     cid = dispatch.connection_id
+    store, engines, settings = deps.store, deps.engines, deps.settings
     watcher: ReplyWatcher | None = None
     released = False
 
@@ -312,8 +306,8 @@ def run_reply(
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         dispatch = Dispatch.from_event(event)
-    except (KeyError, TypeError, ValueError):
-        logger.error("malformed dispatch event", extra={"keys": sorted(event)[:20]})
+    except MalformedDispatch as malformed:
+        logger.error("malformed dispatch event", extra={"why": str(malformed)})
         metrics.add_metric(name="InvalidDispatches", unit="Count", value=1)
         return {"outcome": "invalid"}
     logger.append_keys(
@@ -321,16 +315,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         reply_id=dispatch.reply_id,
         api_request_id=dispatch.request_id,
     )
-    settings = aws.settings()
-    client = aws.management_api(dispatch.callback_url)
+    deps = DEPS.get()
+    client = deps.connections.client(dispatch.callback_url)
     sender = StreamSender(
-        connection_poster(client, dispatch.connection_id), coalesce_ms=settings.coalesce_ms
+        connection_poster(client, dispatch.connection_id), coalesce_ms=deps.settings.coalesce_ms
     )
-    outcome = run_reply(
-        dispatch,
-        store=ConnectionStore(aws.dynamodb(), settings.table_name),
-        sender=sender,
-        engines=ENGINE,
-        settings=settings,
-    )
-    return outcome.to_json()
+    return run_reply(dispatch, deps, sender).to_json()

@@ -14,36 +14,47 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+
 from llambda import protocol
 from llambda.connections import Busy, ConnectionStore
+from llambda.dispatch import Dispatch
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
 from llambda.sender import ConnectionGone, connection_poster
-from llambda.settings import Settings
+from llambda.settings import RouterSettings
 
 OK = {"statusCode": 200}
 FORBIDDEN = {"statusCode": 403}
 
 Send = Callable[[dict[str, Any]], None]
-Invoke = Callable[[dict[str, Any]], None]
+Invoke = Callable[[Dispatch], None]
 
 
 @dataclass(frozen=True)
 class RouterDeps:
-    settings: Settings
+    """What the router uses, built once per instance (`DEPS`) or by a test."""
+
+    settings: RouterSettings
     store: ConnectionStore
     invoke: Invoke  # asynchronous invocation of the inference alias
+    connections: aws.ManagementApis
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
 
+    @classmethod
+    def from_environment(cls) -> RouterDeps:
+        settings = RouterSettings.from_env()
+        return cls(
+            settings=settings,
+            store=ConnectionStore(aws.dynamodb(), settings.table_name),
+            invoke=lambda_invoker(aws.lambda_client(), settings.inference_function),
+            connections=aws.ManagementApis(),
+        )
 
-def header(event: dict[str, Any], name: str) -> str:
-    headers = event.get("headers") or {}
-    return next((str(v) for k, v in headers.items() if k.lower() == name.lower()), "")
 
-
-def on_connect(event: dict[str, Any], deps: RouterDeps) -> dict[str, Any]:
-    ctx = event.get("requestContext") or {}
-    origin = header(event, "origin")
+def on_connect(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> dict[str, Any]:
+    ctx = event.request_context
+    origin = event.headers.get("origin") or ""
     allowed = deps.settings.allowed_origins
     # The allow-list keeps other web pages from using a visitor's browser; a client with no
     # Origin is not a browser (and could send any Origin it liked), so the token, not this
@@ -53,8 +64,8 @@ def on_connect(event: dict[str, Any], deps: RouterDeps) -> dict[str, Any]:
         count_error("forbidden_origin")
         return FORBIDDEN
     deps.store.put(
-        ctx["connectionId"],
-        source_ip=str((ctx.get("identity") or {}).get("sourceIp", "")),
+        ctx.connection_id,
+        source_ip=ctx.identity.source_ip,
         origin=origin,
         ttl_seconds=deps.settings.connection_ttl_seconds,
     )
@@ -62,20 +73,19 @@ def on_connect(event: dict[str, Any], deps: RouterDeps) -> dict[str, Any]:
     return OK
 
 
-def on_disconnect(event: dict[str, Any], deps: RouterDeps) -> dict[str, Any]:
-    deps.store.delete(event["requestContext"]["connectionId"])
+def on_disconnect(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> dict[str, Any]:
+    deps.store.delete(event.request_context.connection_id)
     logger.info("disconnected")
     return OK
 
 
-def on_message(event: dict[str, Any], deps: RouterDeps, send: Send) -> None:
+def on_message(event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send) -> None:
     """Handle one $default frame; every outcome the client should know is `send`-ed."""
-    ctx = event.get("requestContext") or {}
-    connection_id = ctx["connectionId"]
+    connection_id = event.request_context.connection_id
     try:
         message = protocol.parse_client_message(
-            event.get("body"),
-            is_base64=bool(event.get("isBase64Encoded")),
+            event.body,
+            is_base64=event.is_base64_encoded,
             limits=deps.settings.limits,
         )
     except protocol.ProtocolError as refused:
@@ -92,14 +102,15 @@ def on_message(event: dict[str, Any], deps: RouterDeps, send: Send) -> None:
     elif isinstance(message, protocol.Reset):
         send(protocol.reset_done(stopped=deps.store.reset(connection_id)))
     else:
-        dispatch_chat(message, ctx, deps, send)
+        dispatch_chat(message, event, deps, send)
 
 
 def dispatch_chat(
-    chat: protocol.Chat, ctx: dict[str, Any], deps: RouterDeps, send: Send
+    chat: protocol.Chat, event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send
 ) -> str | None:
     """Rate-limit, take the lease and invoke the inference alias; the reply id or None."""
-    connection_id = ctx["connectionId"]
+    ctx = event.request_context
+    connection_id = ctx.connection_id
     settings = deps.settings
     if not deps.store.count_message(connection_id, settings.messages_per_minute):
         count_error(protocol.RATE_LIMITED)
@@ -122,17 +133,17 @@ def dispatch_chat(
         count_error(protocol.BUSY)
         send(protocol.error(protocol.BUSY, "A reply is still running; wait for it or stop it."))
         return None
-    event = {
-        "connectionId": connection_id,
-        "replyId": reply_id,
-        "requestId": ctx.get("requestId", ""),
-        "callbackUrl": aws.callback_url(ctx.get("domainName", ""), ctx.get("stage", "")),
-        "prompt": chat.prompt,
-        "options": chat.options.to_json(),
-        "dispatchedAt": int(time.time() * 1000),
-    }
+    dispatch = Dispatch(
+        connection_id=connection_id,
+        reply_id=reply_id,
+        request_id=ctx.request_id,
+        callback_url=_callback_url(event),
+        prompt=chat.prompt,
+        options=chat.options,
+        dispatched_at_ms=int(time.time() * 1000),
+    )
     try:
-        deps.invoke(event)
+        deps.invoke(dispatch)
     except Exception:
         logger.exception("dispatch failed")
         deps.store.release_lease(connection_id, reply_id)
@@ -143,31 +154,34 @@ def dispatch_chat(
     return reply_id
 
 
-def client_sender(event: dict[str, Any], store: ConnectionStore) -> Send:
+def _callback_url(event: APIGatewayWebSocketEvent) -> str:
+    ctx = event.request_context
+    return aws.callback_url(ctx.domain_name, ctx.stage)
+
+
+def client_sender(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> Send:
     """Post messages back to this event's connection; a gone client's record is deleted."""
-    ctx = event.get("requestContext") or {}
-    connection_id = ctx.get("connectionId", "")
-    url = aws.callback_url(ctx.get("domainName", ""), ctx.get("stage", ""))
-    post = connection_poster(aws.management_api(url), connection_id)
+    connection_id = event.request_context.connection_id
+    post = connection_poster(deps.connections.client(_callback_url(event)), connection_id)
 
     def send(message: dict[str, Any]) -> None:
         try:
             post(protocol.encode(message))
         except ConnectionGone:
             logger.info("client gone before the answer")
-            store.delete(connection_id)
+            deps.store.delete(connection_id)
         except Exception:
             logger.exception("could not answer the client", extra={"type": message["type"]})
 
     return send
 
 
-def lambda_invoker(function_name: str) -> Invoke:
-    def invoke(event: dict[str, Any]) -> None:
-        aws.lambda_client().invoke(
+def lambda_invoker(client: Any, function_name: str) -> Invoke:
+    def invoke(dispatch: Dispatch) -> None:
+        client.invoke(
             FunctionName=function_name,
             InvocationType="Event",
-            Payload=json.dumps(event).encode(),
+            Payload=json.dumps(dispatch.to_event()).encode(),
         )
 
     return invoke
@@ -175,19 +189,19 @@ def lambda_invoker(function_name: str) -> Invoke:
 
 def route(event: dict[str, Any], deps: RouterDeps, send: Send | None = None) -> dict[str, Any]:
     """Dispatch on the route; $default always answers 200 so API Gateway adds nothing."""
-    ctx = event.get("requestContext") or {}
-    route_key = ctx.get("routeKey", "$default")
+    ws_event = APIGatewayWebSocketEvent(event)
+    route_key = ws_event.request_context.route_key
     if route_key == "$connect":
-        return on_connect(event, deps)
+        return on_connect(ws_event, deps)
     if route_key == "$disconnect":
         try:
-            return on_disconnect(event, deps)
+            return on_disconnect(ws_event, deps)
         except Exception:
             logger.exception("disconnect cleanup failed")  # the TTL removes it later
             return OK
-    send = send or client_sender(event, deps.store)
+    send = send or client_sender(ws_event, deps)
     try:
-        on_message(event, deps, send)
+        on_message(ws_event, deps, send)
     except Exception:
         logger.exception("message handling failed")
         count_error(protocol.UNAVAILABLE)
@@ -195,21 +209,13 @@ def route(event: dict[str, Any], deps: RouterDeps, send: Send | None = None) -> 
     return OK
 
 
-def default_deps() -> RouterDeps:
-    settings = aws.settings()
-    return RouterDeps(
-        settings=settings,
-        store=ConnectionStore(aws.dynamodb(), settings.table_name),
-        invoke=lambda_invoker(settings.inference_function),
-    )
+DEPS = aws.PerInstance(RouterDeps.from_environment)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    ctx = event.get("requestContext") or {}
+    ctx = APIGatewayWebSocketEvent(event).request_context
     logger.append_keys(
-        connection_id=ctx.get("connectionId"),
-        route=ctx.get("routeKey"),
-        api_request_id=ctx.get("requestId"),
+        connection_id=ctx.connection_id, route=ctx.route_key, api_request_id=ctx.request_id
     )
-    return route(event, default_deps())
+    return route(event, DEPS.get())

@@ -1,0 +1,76 @@
+"""The router → inference event: what one dispatched chat carries (docs/architecture.md).
+
+The router builds it with `to_event` and invokes the inference alias asynchronously; the
+inference function reads it with `from_event`, and so does the dispatch-failure function,
+which gets it back as the failure record's `requestPayload`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llambda.protocol import ChatOptions
+
+
+class MalformedDispatch(ValueError):
+    """An event that is not a dispatch (a hand-made invoke, or a payload cut short)."""
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    connection_id: str
+    reply_id: str
+    request_id: str  # API Gateway's id of the frame that asked, to join the logs
+    callback_url: str  # the @connections endpoint of the client's API stage
+    prompt: str
+    options: ChatOptions
+    dispatched_at_ms: int
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "connectionId": self.connection_id,
+            "replyId": self.reply_id,
+            "requestId": self.request_id,
+            "callbackUrl": self.callback_url,
+            "prompt": self.prompt,
+            "options": {
+                "max_tokens": self.options.max_tokens,
+                "temperature": self.options.temperature,
+                "top_p": self.options.top_p,
+                "stop": list(self.options.stop),
+            },
+            "dispatchedAt": self.dispatched_at_ms,
+        }
+
+    @classmethod
+    def from_event(cls, event: Any) -> Dispatch:
+        """The dispatch `event` holds; `MalformedDispatch` names what is missing or wrong."""
+        if not isinstance(event, dict):
+            raise MalformedDispatch("the event is not an object")
+        try:
+            options = event["options"]
+            return cls(
+                connection_id=_text(event["connectionId"]),
+                reply_id=_text(event["replyId"]),
+                request_id=str(event.get("requestId", "")),
+                callback_url=_text(event["callbackUrl"]),
+                prompt=_text(event["prompt"]),
+                options=ChatOptions(
+                    max_tokens=int(options["max_tokens"]),
+                    temperature=options.get("temperature"),
+                    top_p=options.get("top_p"),
+                    stop=tuple(options.get("stop") or ()),
+                ),
+                dispatched_at_ms=int(event.get("dispatchedAt") or 0),
+            )
+        except KeyError as missing:
+            raise MalformedDispatch(f"no {missing.args[0]}") from None
+        except (TypeError, ValueError, AttributeError) as wrong:
+            raise MalformedDispatch(str(wrong)) from None
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("an id, URL or prompt is not a non-empty string")
+    return value
