@@ -43,10 +43,6 @@ class LocalGateway:
         self.faults = ConnectionsFaults()
         self._server = Server("127.0.0.1")
 
-    @property
-    def port(self) -> int:
-        return self._server.port
-
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -73,11 +69,11 @@ class LocalGateway:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/{STAGE}"
+        return self._server.url(STAGE, scheme="ws")
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{STAGE}"
+        return self._server.url(STAGE)
 
     def wait_for_connection(self, known: set[str], timeout: float = 10.0) -> str:
         """The id of a connection that is not in `known` (the one just opened)."""

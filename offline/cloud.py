@@ -147,7 +147,7 @@ class OfflineCloud:
     # -- addresses --------------------------------------------------------------------
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        return self._server.url()
 
     @property
     def stage_path(self) -> str:
@@ -156,12 +156,12 @@ class OfflineCloud:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/{self.stage_path}"
+        return self._server.url(self.stage_path, scheme="ws")
 
     @property
     def connections_url(self) -> str:
         """The `@connections` endpoint, as boto3's `endpoint_url`."""
-        return f"http://{self.host}:{self.port}/{self.stage_path}"
+        return self._server.url(self.stage_path)
 
     @property
     def moto_url(self) -> str:

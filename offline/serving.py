@@ -3,6 +3,7 @@
     server = Server("127.0.0.1")
     server.start(setup)          # runs `await setup(app)` on the loop, app is the main app
     port = server.port           # setup calls `await server.serve_app(app, 0, main=True)`
+    server.url("dev", scheme="ws")  # ws://HOST:PORT/dev
     server.run(coroutine)        # from any other thread
     server.stop(teardown)
 
@@ -34,6 +35,10 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
+
+    def url(self, path: str = "", *, scheme: str = "http") -> str:
+        """The main app's address: `url("dev", scheme="ws")` is ws://HOST:PORT/dev."""
+        return f"{scheme}://{self.host}:{self.port}/{path}"
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -24,13 +24,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-@cache
-def _makefile_chromium() -> str:
-    # The Makefile owns the default and exports it; ask it rather than repeat it here.
+def makefile_chromium(*overrides: str) -> str:
+    """What a recipe's shell sees as $CHROMIUM, as `make test` runs pytest: the Makefile's
+    default, or what `overrides` (make's command-line settings) give it."""
+    # Without our own CHROMIUM, and without the parent make's flags, which would carry its
+    # own command-line settings.
     environment = {k: v for k, v in os.environ.items() if k not in ("CHROMIUM", "MAKEFLAGS")}
     script = 'print-chromium: ; @echo "$$CHROMIUM"'
     return subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", script, "print-chromium"],
+        ["make", "-s", "--no-print-directory", "--eval", script, "print-chromium", *overrides],
         cwd=REPO_ROOT,
         env=environment,
         capture_output=True,
@@ -39,12 +41,16 @@ def _makefile_chromium() -> str:
     ).stdout.strip()
 
 
+_makefile_default = cache(makefile_chromium)
+
+
 class Chromium:
     """The browser the tests drive: $CHROMIUM (a path, or `playwright`), else the Makefile's."""
 
     @staticmethod
     def setting() -> str:
-        return os.environ.get("CHROMIUM") or _makefile_chromium()
+        # The Makefile owns the default and exports it; ask it rather than repeat it here.
+        return os.environ.get("CHROMIUM") or _makefile_default()
 
     def executable(self, playwright) -> str:
         setting = self.setting()

@@ -33,8 +33,10 @@ WEB_CLIENT_DIR = Path(
 # In a script, instead of a message: close the connection (as a dropped network would).
 CLOSE = {"close": True}
 
-# One client message in, the frames to send back (each after an optional pause in seconds).
-Script = Callable[[dict], list[tuple[float, dict]]]
+# Frames to send back, each after an optional pause in seconds.
+Frames = list[tuple[float, dict]]
+# One client message in, the frames to send back.
+Script = Callable[[dict], Frames]
 
 
 class ScriptedChatServer:
@@ -51,16 +53,12 @@ class ScriptedChatServer:
         self._server = Server("127.0.0.1")
 
     @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return self._server.url()
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/dev"
+        return self._server.url("dev", scheme="ws")
 
     def start(self) -> None:
         self._server.start(self._setup, timeout=10)
@@ -136,21 +134,29 @@ def done(reason: str = "end", *, completion_tokens: int = 9, **timing: float | N
     }
 
 
+def reply_frames(*texts: str, end: dict | None = None, pause: float = 0) -> Frames:
+    """A reply as the server sends it: `status` generating, a delta per text (each `pause`
+    seconds after the one before), then `end`; without one it stays open for `push`."""
+    frames = [(0.0, {"type": "status", "state": "generating"})]
+    frames += [(pause, {"type": "delta", "text": t, "seq": n}) for n, t in enumerate(texts)]
+    return frames + ([(0.0, end)] if end else [])
+
+
+def on_chat(frames: Frames) -> Script:
+    """A script that answers every chat with `frames`, and nothing else (not even `ping`)."""
+    return lambda message: frames if message.get("action") == "chat" else []
+
+
 def answering(reply: Callable[[dict], str] | str) -> Script:
     """A script that answers every chat with one reply (text, or a function of the message)
     and every `reset` as the server does."""
 
-    def script(message: dict) -> list[tuple[float, dict]]:
+    def script(message: dict) -> Frames:
         if message.get("action") == "reset":
             return [(0, {"type": "reset", "stopped": False})]
         if message.get("action") != "chat":
             return []
-        text = reply(message) if callable(reply) else reply
-        return [
-            (0, {"type": "status", "state": "generating"}),
-            (0, {"type": "delta", "text": text, "seq": 0}),
-            (0, done()),
-        ]
+        return reply_frames(reply(message) if callable(reply) else reply, end=done())
 
     return script
 

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from infra.paths import REPO_ROOT
-
-
-def _exported_chromium(*overrides: str) -> str:
-    """What a recipe's shell sees as $CHROMIUM, as `make test` runs pytest."""
-    script = 'show-chromium: ; @echo "$$CHROMIUM"'
-    # Without the parent make's flags, which would carry its own command-line settings.
-    environment = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
-    return subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", script, "show-chromium", *overrides],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+from tests.web.conftest import makefile_chromium
 
 
 def test_the_makefile_hands_its_setting_to_the_tests():
-    assert _exported_chromium("CHROMIUM=/opt/any/chrome") == "/opt/any/chrome"
-    assert _exported_chromium("CHROMIUM=playwright") == "playwright"
-    assert _exported_chromium()  # a default, owned by the Makefile
+    assert makefile_chromium("CHROMIUM=/opt/any/chrome") == "/opt/any/chrome"
+    assert makefile_chromium("CHROMIUM=playwright") == "playwright"
+    assert makefile_chromium()  # a default, owned by the Makefile
 
 
 @pytest.mark.browser

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.scripted_server import CLOSE, ScriptedChatServer, done
+from tests.web.scripted_server import CLOSE, done, on_chat, reply_frames
 
 pytestmark = pytest.mark.browser
 
@@ -28,21 +28,9 @@ COUNT_ANNOUNCEMENTS = """
 
 
 @pytest.fixture
-def server():
-    def script(message: dict) -> list[tuple[float, dict]]:
-        if message.get("action") != "chat":
-            return []
-        return [
-            (0, {"type": "status", "state": "generating"}),
-            (0.02, {"type": "delta", "text": "Red, green", "seq": 0}),
-            (0.02, {"type": "delta", "text": " and blue.\n\n```sh\nls\n```", "seq": 1}),
-            (0, done()),
-        ]
-
-    server = ScriptedChatServer(script, config={"model": "tiny-test-model"})
-    server.start()
-    yield server
-    server.stop()
+def server(scripted):
+    frames = reply_frames("Red, green", " and blue.\n\n```sh\nls\n```", pause=0.02, end=done())
+    return scripted(on_chat(frames), config={"model": "tiny-test-model"})
 
 
 def test_a_finished_reply_is_announced_once_and_the_status_keeps_to_the_state(server, open_page):

@@ -15,22 +15,19 @@ from playwright.sync_api import Page, expect
 
 from tests.web.page_helpers import connected as _connected
 from tests.web.page_helpers import send as _send
-from tests.web.scripted_server import ScriptedChatServer, answering, done, eventually
+from tests.web.scripted_server import (
+    ScriptedChatServer,
+    answering,
+    done,
+    eventually,
+    on_chat,
+    reply_frames,
+)
 
 pytestmark = pytest.mark.browser
 
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped."
 RESET_ANSWER = {"type": "reset", "stopped": False}
-
-
-def _held(message: dict, first: str) -> list[tuple[float, dict]]:
-    """A reply that starts with `first` and goes on only as the test pushes it."""
-    if message.get("action") != "chat":
-        return []
-    return [
-        (0, {"type": "status", "state": "generating"}),
-        (0, {"type": "delta", "text": first, "seq": 0}),
-    ]
 
 
 def _updates_reach(page: Page, count: int) -> None:
@@ -50,7 +47,8 @@ def _actions(server: ScriptedChatServer) -> list[str]:
 
 
 def test_a_selection_in_a_streaming_reply_survives_the_next_deltas(scripted, open_page):
-    server = scripted(lambda m: _held(m, "First paragraph stays put.\n\nSecond"))
+    # A reply that goes on only as the test pushes it.
+    server = scripted(on_chat(reply_frames("First paragraph stays put.\n\nSecond")))
     page = _connected(open_page(server.http_url))
     _send(page, "stream slowly")
     first = page.locator(".message.reply .bubble > p").first
@@ -184,16 +182,8 @@ def test_continue_after_the_length_limit_adds_to_the_same_reply(scripted, open_p
         if message.get("action") != "chat":
             return []
         if message["prompt"] == CONTINUE_PROMPT:
-            return [
-                (0, {"type": "status", "state": "generating"}),
-                (0, {"type": "delta", "text": "grows on.\n- two", "seq": 0}),
-                (0, done()),
-            ]
-        return [
-            (0, {"type": "status", "state": "generating"}),
-            (0, {"type": "delta", "text": "A story that ", "seq": 0}),
-            (0, done("length")),
-        ]
+            return reply_frames("grows on.\n- two", end=done())
+        return reply_frames("A story that ", end=done("length"))
 
     server = scripted(script)
     page = _connected(open_page(server.http_url))
@@ -217,7 +207,7 @@ def test_continue_after_the_length_limit_adds_to_the_same_reply(scripted, open_p
 
 def test_jump_to_latest_appears_when_the_reader_scrolls_up_during_a_reply(scripted, open_page):
     lines = "\n\n".join(f"Line {n} of a long reply." for n in range(1, 30))
-    server = scripted(lambda m: _held(m, lines))
+    server = scripted(on_chat(reply_frames(lines)))
     page = _connected(open_page(server.http_url, viewport={"width": 800, "height": 600}))
     _send(page, "long")
     expect(page.locator(".message.reply")).to_contain_text("Line 29")

@@ -13,7 +13,15 @@ from playwright.sync_api import Page, expect
 
 from tests.web.page_helpers import connected as _connected
 from tests.web.page_helpers import send as _send
-from tests.web.scripted_server import CLOSE, ScriptedChatServer, answering, done, eventually
+from tests.web.scripted_server import (
+    CLOSE,
+    ScriptedChatServer,
+    answering,
+    done,
+    eventually,
+    on_chat,
+    reply_frames,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -130,15 +138,8 @@ def test_a_new_card_ends_in_view_above_the_composer(scripted, open_page):
 
 
 def test_a_reply_from_a_server_gone_silent_is_given_up_and_the_page_reconnects(scripted, open_page):
-    def script(message: dict) -> list[tuple[float, dict]]:
-        if message.get("action") != "chat":
-            return []  # not even `pong`: the network is gone, the socket not closed
-        return [
-            (0, {"type": "status", "state": "generating"}),
-            (0, {"type": "delta", "text": "Half an answer", "seq": 0}),
-        ]
-
-    server = scripted(script)
+    # Not even `pong`: the network is gone, the socket not closed.
+    server = scripted(on_chat(reply_frames("Half an answer")))
     page = _connected(open_page(server.http_url))
     _send(page, "hello")
     reply = page.locator(".message.reply")
@@ -155,12 +156,7 @@ def test_going_offline_mid_reply_is_noticed_and_coming_back_reconnects(scripted,
     def script(message: dict) -> list[tuple[float, dict]]:
         if message.get("action") == "ping":
             return [(0, {"type": "pong"})]
-        if message.get("action") != "chat":
-            return []
-        return [
-            (0, {"type": "status", "state": "generating"}),
-            (0, {"type": "delta", "text": "Streaming along", "seq": 0}),
-        ]
+        return on_chat(reply_frames("Streaming along"))(message)
 
     server = scripted(script)
     page = _connected(open_page(server.http_url))
@@ -225,15 +221,7 @@ AFTER = "(element) => getComputedStyle(element, '::after').content"
 
 
 def test_the_streaming_caret_follows_the_text_not_the_block(scripted, open_page):
-    def script(message: dict) -> list[tuple[float, dict]]:
-        if message.get("action") != "chat":
-            return []
-        return [
-            (0, {"type": "status", "state": "generating"}),
-            (0, {"type": "delta", "text": "Steps:\n\n- one\n- two", "seq": 0}),
-        ]
-
-    server = scripted(script)
+    server = scripted(on_chat(reply_frames("Steps:\n\n- one\n- two")))
     page = _connected(open_page(server.http_url))
     _send(page, "list please")
     bubble = page.locator(".message.reply .bubble")
