@@ -16,13 +16,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from llambda.history import drop_oldest_turns
+from llambda.history import drop_oldest_turns, valid_turns
 
 Turn = dict[str, str]  # {"role": "user" | "assistant", "content": "..."}
 
 
 class Busy(Exception):
     """Another reply holds the connection's lease."""
+
+
+class RateLimited(Exception):
+    """The connection sent more chats this minute than the stage allows."""
 
 
 class ReplyState(Enum):
@@ -43,6 +47,14 @@ def _now_ms() -> int:
 
 def _is_conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _history_of(item: dict[str, Any]) -> History:
+    try:
+        turns = json.loads(item.get("history", {}).get("S", "[]"))
+    except ValueError:
+        turns = []
+    return History(turns=valid_turns(turns), epoch=int(item.get("epoch", {}).get("N", "0")))
 
 
 def trim_history(turns: list[Turn], max_chars: int) -> list[Turn]:
@@ -88,6 +100,10 @@ class ConnectionStore:
                 "origin": {"S": origin},
                 "history": {"S": "[]"},
                 "epoch": {"N": "0"},
+                # The rate window opens with the connection, so its first chat is counted
+                # and admitted in one write.
+                "rateWindow": {"N": str(now // 60_000)},
+                "rateCount": {"N": "0"},
             },
         )
 
@@ -103,32 +119,77 @@ class ConnectionStore:
 
     # The reply lease -----------------------------------------------------------------
 
-    def acquire_lease(
-        self, connection_id: str, reply_id: str, lease_seconds: int, *, ttl_seconds: int
-    ) -> None:
-        """Take the connection for one reply, or raise `Busy`.
+    def admit_chat(
+        self,
+        connection_id: str,
+        reply_id: str,
+        *,
+        per_minute: int,
+        lease_seconds: int,
+        ttl_seconds: int,
+    ) -> History:
+        """Count a chat against the rate limit and take the connection's lease for its reply,
+        in one conditional write (two when a new minute starts); the history as it stood.
 
-        Succeeds when no reply runs or the running one's lease lapsed (it crashed). A
-        missing record is recreated rather than refused: the socket is evidently alive.
+        Raises `RateLimited` or `Busy` and changes nothing then. The lease is free when no
+        reply runs or the running one's lapsed (it crashed). A missing record is recreated
+        rather than refused: the socket is evidently alive.
         """
+        if per_minute < 1:
+            raise RateLimited(connection_id)
         now = self._now_ms()
-        updated = self._update(
-            connection_id,
-            UpdateExpression=(
-                "SET replyId = :r, leaseUntil = :until, "
-                "expiresAt = if_not_exists(expiresAt, :exp), "
-                "connectedAt = if_not_exists(connectedAt, :now) REMOVE stopRequested"
-            ),
-            ConditionExpression="attribute_not_exists(replyId) OR leaseUntil < :now",
-            ExpressionAttributeValues={
-                ":r": {"S": reply_id},
-                ":until": {"N": str(now + lease_seconds * 1000)},
-                ":now": {"N": str(now)},
-                ":exp": {"N": str(now // 1000 + ttl_seconds)},
-            },
+        window = now // 60_000
+        values = {
+            ":r": {"S": reply_id},
+            ":until": {"N": str(now + lease_seconds * 1000)},
+            ":now": {"N": str(now)},
+            ":exp": {"N": str(now // 1000 + ttl_seconds)},
+            ":w": {"N": str(window)},
+            ":one": {"N": "1"},
+        }
+        take = (
+            "replyId = :r, leaseUntil = :until, expiresAt = if_not_exists(expiresAt, :exp), "
+            "connectedAt = if_not_exists(connectedAt, :now)"
         )
-        if updated is None:
-            raise Busy(connection_id)
+        free = "(attribute_not_exists(replyId) OR leaseUntil < :now)"
+        attempts = (
+            # This minute's window is open: count on.
+            (
+                f"SET {take}, rateCount = rateCount + :one REMOVE stopRequested",
+                f"{free} AND rateWindow = :w AND rateCount < :limit",
+                {":limit": {"N": str(per_minute)}},
+            ),
+            # The first chat of a minute (or of the record): start counting from one.
+            (
+                f"SET {take}, rateWindow = :w, rateCount = :one REMOVE stopRequested",
+                f"{free} AND (attribute_not_exists(rateWindow) OR rateWindow <> :w)",
+                {},
+            ),
+        )
+        for update, condition, extra in attempts:
+            try:
+                answer = self._db.update_item(
+                    TableName=self._table,
+                    Key=self._key(connection_id),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues={**values, **extra},
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as error:
+                if not _is_conditional_failure(error):
+                    raise
+                old = error.response.get("Item") or {}
+            else:
+                return _history_of(answer.get("Attributes") or {})
+            if "replyId" in old and int(old.get("leaseUntil", {}).get("N", "0")) >= now:
+                raise Busy(connection_id)
+            counted = old.get("rateCount", {}).get("N", "0")
+            if old.get("rateWindow", {}).get("N") == str(window) and int(counted) >= per_minute:
+                raise RateLimited(connection_id)
+        # The item changed between the two writes: another chat got in first.
+        raise Busy(connection_id)
 
     def renew_lease(self, connection_id: str, reply_id: str, lease_seconds: int) -> bool:
         """Extend the running reply's lease; False if it is no longer this reply's."""
@@ -190,21 +251,7 @@ class ConnectionStore:
     # Conversation memory ---------------------------------------------------------------
 
     def load_history(self, connection_id: str) -> History:
-        item = self.get(connection_id) or {}
-        try:
-            turns = json.loads(item.get("history", {}).get("S", "[]"))
-        except ValueError:
-            turns = []
-        if not isinstance(turns, list):
-            turns = []
-        turns = [
-            t
-            for t in turns
-            if isinstance(t, dict)
-            and t.get("role") in ("user", "assistant")
-            and isinstance(t.get("content"), str)
-        ]
-        return History(turns=turns, epoch=int(item.get("epoch", {}).get("N", "0")))
+        return _history_of(self.get(connection_id) or {})
 
     def save_history(
         self, connection_id: str, turns: list[Turn], *, epoch: int, max_chars: int
@@ -253,36 +300,3 @@ class ConnectionStore:
             and int(attributes.get("leaseUntil", {}).get("N", "0")) >= self._now_ms()
         )
         return running and self.request_stop(connection_id) is not None
-
-    # Rate limit --------------------------------------------------------------------------
-
-    def count_message(self, connection_id: str, per_minute: int) -> bool:
-        """Count one message in the current one-minute window; False when over the limit."""
-        window = str(self._now_ms() // 60_000)
-        counted = self._update(
-            connection_id,
-            UpdateExpression="SET rateCount = rateCount + :one",
-            ConditionExpression="rateWindow = :w AND rateCount < :limit",
-            ExpressionAttributeValues={
-                ":one": {"N": "1"},
-                ":w": {"N": window},
-                ":limit": {"N": str(per_minute)},
-            },
-        )
-        if counted is not None:
-            return True
-        # A new window (or the first message): start counting from one.
-        started = self._update(
-            connection_id,
-            UpdateExpression="SET rateWindow = :w, rateCount = :one",
-            ConditionExpression=(
-                "attribute_exists(connectionId) AND "
-                "(attribute_not_exists(rateWindow) OR rateWindow <> :w)"
-            ),
-            ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"N": window}},
-        )
-        if started is not None:
-            return per_minute >= 1
-        # Either over the limit in this window, or no record to count on (allow: the
-        # lease that follows recreates the record, and nothing else may break on it).
-        return self.get(connection_id) is None

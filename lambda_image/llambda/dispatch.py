@@ -3,6 +3,12 @@
 The router builds it with `to_event` and invokes the inference alias asynchronously; the
 inference function reads it with `from_event`, and so does the dispatch-failure function,
 which gets it back as the failure record's `requestPayload`.
+
+It carries the conversation as the router's lease-taking write returned it, so the reply
+starts without reading the table again. The history is bounded by the stage's
+`historyMaxChars`, far below the 256 KB of an asynchronous payload; the lease keeps the
+snapshot current (no other reply can change it meanwhile), and a `reset` meanwhile bumps
+the epoch, so the reply's save is refused.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llambda.history import Message, valid_turns
 from llambda.protocol import ChatOptions
 
 
@@ -26,6 +33,8 @@ class Dispatch:
     prompt: str
     options: ChatOptions
     dispatched_at_ms: int
+    history: tuple[Message, ...] = ()  # the conversation before this prompt
+    epoch: int = 0  # the history's reset count, for the conditional save
 
     def to_event(self) -> dict[str, Any]:
         return {
@@ -41,6 +50,8 @@ class Dispatch:
                 "stop": list(self.options.stop),
             },
             "dispatchedAt": self.dispatched_at_ms,
+            "history": list(self.history),
+            "epoch": self.epoch,
         }
 
     @classmethod
@@ -63,6 +74,8 @@ class Dispatch:
                     stop=tuple(options.get("stop") or ()),
                 ),
                 dispatched_at_ms=int(event.get("dispatchedAt") or 0),
+                history=tuple(valid_turns(event.get("history", []))),
+                epoch=int(event.get("epoch") or 0),
             )
         except KeyError as missing:
             raise MalformedDispatch(f"no {missing.args[0]}") from None

@@ -20,3 +20,17 @@ def drop_oldest_turns(
         pair = len(messages) > keep + 1 and messages[1].get("role") == "assistant"
         del messages[: 2 if pair else 1]
     return messages
+
+
+def valid_turns(raw: object) -> list[Message]:
+    """The user and assistant turns of a stored or dispatched history; anything else is
+    dropped (an item written by hand, or by an older version)."""
+    if not isinstance(raw, list):
+        return []
+    return [
+        {"role": t["role"], "content": t["content"]}
+        for t in raw
+        if isinstance(t, dict)
+        and t.get("role") in ("user", "assistant")
+        and isinstance(t.get("content"), str)
+    ]

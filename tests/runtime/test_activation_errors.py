@@ -78,7 +78,7 @@ def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
     cid, reply_id = new_id(), new_id()
     store.put(cid, source_ip="127.0.0.1", origin="", ttl_seconds=600)
     peer = connections.connect(cid)
-    store.acquire_lease(cid, reply_id, 60, ttl_seconds=600)
+    store.admit_chat(cid, reply_id, per_minute=100, lease_seconds=60, ttl_seconds=600)
     dispatch = Dispatch(
         connection_id=cid,
         reply_id=reply_id,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llambda.connections import Busy, ConnectionStore, ReplyState, trim_history
+from llambda.connections import Busy, ConnectionStore, RateLimited, ReplyState, trim_history
 
 from .conftest import new_id
 
@@ -31,15 +31,15 @@ def test_put_writes_the_documented_attributes(store):
 
 def test_one_lease_at_a_time(store):
     cid = connect(store)
-    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    store.admit_chat(cid, "r1", per_minute=100, lease_seconds=60, ttl_seconds=100)
     with pytest.raises(Busy):
-        store.acquire_lease(cid, "r2", 60, ttl_seconds=100)
+        store.admit_chat(cid, "r2", per_minute=100, lease_seconds=60, ttl_seconds=100)
     assert not store.release_lease(cid, "r2")  # never someone else's lease
     assert store.get(cid)["replyId"] == {"S": "r1"}
     assert store.renew_lease(cid, "r1", 60)
     assert not store.renew_lease(cid, "r2", 60)
     assert store.release_lease(cid, "r1")
-    store.acquire_lease(cid, "r2", 60, ttl_seconds=100)
+    store.admit_chat(cid, "r2", per_minute=100, lease_seconds=60, ttl_seconds=100)
     assert store.get(cid)["replyId"] == {"S": "r2"}
 
 
@@ -47,19 +47,21 @@ def test_a_crashed_reply_frees_the_connection_when_its_lease_lapses(moto_server,
     clock = {"ms": 1_000_000}
     store = ConnectionStore(moto_server.client("dynamodb"), table, clock_ms=lambda: clock["ms"])
     cid = connect(store)
-    store.acquire_lease(cid, "crashed", 60, ttl_seconds=100)  # and never released
+    store.admit_chat(
+        cid, "crashed", per_minute=100, lease_seconds=60, ttl_seconds=100
+    )  # and never released
     clock["ms"] += 59_000
     with pytest.raises(Busy):
-        store.acquire_lease(cid, "next", 60, ttl_seconds=100)
+        store.admit_chat(cid, "next", per_minute=100, lease_seconds=60, ttl_seconds=100)
     clock["ms"] += 2_000
-    store.acquire_lease(cid, "next", 60, ttl_seconds=100)
+    store.admit_chat(cid, "next", per_minute=100, lease_seconds=60, ttl_seconds=100)
     assert store.reply_state(cid, "crashed") is ReplyState.STOP  # the old one must stop
     assert store.reply_state(cid, "next") is ReplyState.RUN
 
 
 def test_lease_on_a_missing_record_recreates_it(store):
     cid = new_id()
-    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    store.admit_chat(cid, "r1", per_minute=100, lease_seconds=60, ttl_seconds=100)
     item = store.get(cid)
     assert item["replyId"] == {"S": "r1"} and "expiresAt" in item
 
@@ -67,12 +69,14 @@ def test_lease_on_a_missing_record_recreates_it(store):
 def test_stop_marks_only_the_running_reply(store):
     cid = connect(store)
     assert store.request_stop(cid) is None  # nothing running: no-op
-    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    store.admit_chat(cid, "r1", per_minute=100, lease_seconds=60, ttl_seconds=100)
     assert not store.is_stop_requested(cid, "r1")
     assert store.request_stop(cid) == "r1"
     assert store.is_stop_requested(cid, "r1")
     store.release_lease(cid, "r1")
-    store.acquire_lease(cid, "r2", 60, ttl_seconds=100)  # a new reply starts unmarked
+    store.admit_chat(
+        cid, "r2", per_minute=100, lease_seconds=60, ttl_seconds=100
+    )  # a new reply starts unmarked
     assert store.reply_state(cid, "r2") is ReplyState.RUN
     store.delete(cid)
     assert store.reply_state(cid, "r2") is ReplyState.GONE
@@ -87,7 +91,9 @@ def test_missing_record_never_raises(store):
     assert store.load_history(cid).turns == []
     assert not store.save_history(cid, [{"role": "user", "content": "x"}], epoch=0, max_chars=9)
     assert store.get(cid) is None  # ...and none of them created a record
-    assert store.count_message(cid, 3) is True
+    # A chat on a socket whose record vanished recreates it rather than failing.
+    assert store.admit_chat(cid, "r", per_minute=3, lease_seconds=60, ttl_seconds=60).turns == []
+    assert store.get(cid)["replyId"] == {"S": "r"}
 
 
 def test_history_saved_only_while_epoch_unchanged(store):
@@ -96,7 +102,7 @@ def test_history_saved_only_while_epoch_unchanged(store):
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     assert store.save_history(cid, turns, epoch=history.epoch, max_chars=1000)
     assert store.load_history(cid).turns == turns
-    store.acquire_lease(cid, "r1", 60, ttl_seconds=100)
+    store.admit_chat(cid, "r1", per_minute=100, lease_seconds=60, ttl_seconds=100)
     assert store.reset(cid) is True  # a running reply was asked to stop
     assert store.is_stop_requested(cid, "r1")
     after = store.load_history(cid)
@@ -147,11 +153,59 @@ def test_corrupt_history_reads_as_empty(store, moto_server, table):
     assert store.load_history(cid).turns == []
 
 
+def admitted(store, cid, reply_id, per_minute=3):
+    """True when the chat was admitted; its lease is released at once, as a reply would."""
+    try:
+        store.admit_chat(cid, reply_id, per_minute=per_minute, lease_seconds=60, ttl_seconds=60)
+    except RateLimited:
+        return False
+    assert store.release_lease(cid, reply_id)
+    return True
+
+
 def test_rate_limit_fixed_one_minute_window(moto_server, table):
     clock = {"ms": 60_000 * 1000 + 5}
     store = ConnectionStore(moto_server.client("dynamodb"), table, clock_ms=lambda: clock["ms"])
     cid = connect(store)
-    assert [store.count_message(cid, 3) for _ in range(5)] == [True, True, True, False, False]
+    assert [admitted(store, cid, f"r{i}") for i in range(5)] == [True, True, True, False, False]
     clock["ms"] += 60_000  # the next window
-    assert store.count_message(cid, 3) is True
+    assert admitted(store, cid, "r5")
     assert store.get(cid)["rateCount"] == {"N": "1"}
+
+
+def test_a_refused_chat_changes_nothing(store):
+    """Busy and rate-limited chats neither count nor touch the running reply's lease."""
+    cid = connect(store)
+    store.admit_chat(cid, "r1", per_minute=2, lease_seconds=60, ttl_seconds=60)
+    before = store.get(cid)
+    with pytest.raises(Busy):
+        store.admit_chat(cid, "r2", per_minute=2, lease_seconds=60, ttl_seconds=60)
+    assert store.get(cid) == before  # not counted: a busy chat is not a message sent
+    store.release_lease(cid, "r1")
+    assert admitted(store, cid, "r3", per_minute=2)
+    counted = store.get(cid)
+    assert not admitted(store, cid, "r4", per_minute=2)
+    assert store.get(cid) == counted
+    with pytest.raises(RateLimited):
+        store.admit_chat(cid, "r5", per_minute=0, lease_seconds=60, ttl_seconds=60)
+
+
+def test_admission_returns_the_history_the_reply_starts_from(store):
+    cid = connect(store)
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    store.save_history(cid, turns, epoch=0, max_chars=1000)
+    store.reset(cid)
+    store.save_history(cid, turns, epoch=1, max_chars=1000)
+    history = store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    assert history.turns == turns and history.epoch == 1
+
+
+def test_the_first_chat_after_connecting_is_one_write(moto_server, table):
+    calls = []
+    client = moto_server.client("dynamodb")
+    client.meta.events.register("before-call.dynamodb.UpdateItem", lambda **_: calls.append(1))
+    # A fixed clock: connecting and chatting fall in the same minute.
+    store = ConnectionStore(client, table, clock_ms=lambda: 60_000 * 1000 + 5)
+    cid = connect(store)
+    store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    assert len(calls) == 1

@@ -55,7 +55,7 @@ def test_client_told_and_lease_released(
     cid, reply_id = new_id(), new_id()
     peer = connections.connect(cid)
     store.put(cid, source_ip="", origin="", ttl_seconds=60)
-    store.acquire_lease(cid, reply_id, 60, ttl_seconds=60)
+    store.admit_chat(cid, reply_id, per_minute=100, lease_seconds=60, ttl_seconds=60)
     event = record(
         cid, reply_id, connections.endpoint, condition=condition, function_error=function_error
     )

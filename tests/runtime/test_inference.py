@@ -38,7 +38,7 @@ def start(store, connections, *, prompt="Name three colours.", cid=None, **optio
         store.put(cid, source_ip="127.0.0.1", origin="", ttl_seconds=600)
         connections.connect(cid)
     reply_id = new_id()
-    store.acquire_lease(cid, reply_id, 60, ttl_seconds=600)
+    history = store.admit_chat(cid, reply_id, per_minute=100, lease_seconds=60, ttl_seconds=600)
     options.setdefault("max_tokens", 24)
     options.setdefault("temperature", 0.0)
     return Dispatch(
@@ -49,6 +49,8 @@ def start(store, connections, *, prompt="Name three colours.", cid=None, **optio
         prompt=prompt,
         options=protocol.ChatOptions(**options),
         dispatched_at_ms=0,
+        history=tuple(history.turns),
+        epoch=history.epoch,
     )
 
 
@@ -400,7 +402,9 @@ def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, l
     # Still loading, the watcher renews the lease again and again, so it stays held.
     assert watched.wait_for(lambda: watched.renewals >= 2)
     with pytest.raises(Busy):
-        store.acquire_lease(dispatch.connection_id, new_id(), 1, ttl_seconds=600)
+        store.admit_chat(
+            dispatch.connection_id, new_id(), per_minute=100, lease_seconds=1, ttl_seconds=600
+        )
     store.request_stop(dispatch.connection_id)
     # The watcher's next poll reads the stop mark, still during the load.
     assert watched.wait_for(lambda: ReplyState.STOP in watched.states)

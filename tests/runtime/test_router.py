@@ -228,3 +228,13 @@ def test_router_imports_no_engine():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_dispatch_carries_the_history_so_the_reply_reads_no_table(client, store, invokes):
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    store.save_history(client.cid, turns, epoch=0, max_chars=1000)
+    client.send('{"action": "reset"}')
+    store.save_history(client.cid, turns, epoch=1, max_chars=1000)
+    client.send('{"action": "chat", "prompt": "and then?"}')
+    [call] = invokes.calls
+    assert call["payload"]["history"] == turns and call["payload"]["epoch"] == 1

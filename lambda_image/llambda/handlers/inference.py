@@ -216,7 +216,6 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         if engine is None:
             sender.send(protocol.status("loading"))
             engine, init_ms = engines.load()
-        history = store.load_history(cid)
         sender.send(protocol.status("generating"))
         first_token_at: float | None = None
 
@@ -226,12 +225,13 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
                 first_token_at = time.monotonic()
             sender.push(text)
 
+        history = list(dispatch.history)  # as the router's lease-taking write returned it
         turn = {"role": "user", "content": dispatch.prompt}
         options = dispatch.options
         started = time.monotonic()
         result = engine.generate(
             GenerationRequest(
-                messages=[*history.turns, turn],
+                messages=[*history, turn],
                 max_tokens=options.max_tokens,
                 temperature=options.temperature,
                 top_p=options.top_p,
@@ -250,8 +250,8 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
             return ReplyOutcome("gone", result.reason, result.completion_tokens)
         store.save_history(
             cid,
-            [*history.turns, turn, {"role": "assistant", "content": result.text}],
-            epoch=history.epoch,
+            [*history, turn, {"role": "assistant", "content": result.text}],
+            epoch=dispatch.epoch,
             max_chars=settings.history_max_chars,
         )
         ttft_ms = None if first_token_at is None else round((first_token_at - started) * 1000)

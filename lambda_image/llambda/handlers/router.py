@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from llambda import protocol
-from llambda.connections import Busy, ConnectionStore
+from llambda.connections import Busy, ConnectionStore, RateLimited
 from llambda.dispatch import Dispatch
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
@@ -108,11 +108,21 @@ def on_message(event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send) ->
 def dispatch_chat(
     chat: protocol.Chat, event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send
 ) -> str | None:
-    """Rate-limit, take the lease and invoke the inference alias; the reply id or None."""
+    """Rate-limit and take the lease (one write), then invoke the inference alias; the
+    reply id or None."""
     ctx = event.request_context
     connection_id = ctx.connection_id
     settings = deps.settings
-    if not deps.store.count_message(connection_id, settings.messages_per_minute):
+    reply_id = deps.new_id()
+    try:
+        history = deps.store.admit_chat(
+            connection_id,
+            reply_id,
+            per_minute=settings.messages_per_minute,
+            lease_seconds=settings.lease_seconds,
+            ttl_seconds=settings.connection_ttl_seconds,
+        )
+    except RateLimited:
         count_error(protocol.RATE_LIMITED)
         send(
             protocol.error(
@@ -121,14 +131,6 @@ def dispatch_chat(
             )
         )
         return None
-    reply_id = deps.new_id()
-    try:
-        deps.store.acquire_lease(
-            connection_id,
-            reply_id,
-            settings.lease_seconds,
-            ttl_seconds=settings.connection_ttl_seconds,
-        )
     except Busy:
         count_error(protocol.BUSY)
         send(protocol.error(protocol.BUSY, "A reply is still running; wait for it or stop it."))
@@ -141,6 +143,8 @@ def dispatch_chat(
         prompt=chat.prompt,
         options=chat.options,
         dispatched_at_ms=int(time.time() * 1000),
+        history=tuple(history.turns),
+        epoch=history.epoch,
     )
     try:
         deps.invoke(dispatch)
