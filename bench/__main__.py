@@ -18,17 +18,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, render_cost, synth
+from bench import cold_start, render_cost, synth, waterfall
 from bench.client import summarize
-from bench.delivered import delivered_run, start_twin, warm_up
+from bench.delivered import delivered_run, start_twin, twin_reply, warm_up
 from bench.engine_runs import coalesced_run, engine_run, management_client, per_token_run
 from bench.local_gateway import LocalGateway
 from bench.machine import describe, machine_info
+from bench.profile import flame_graphs, top_costs
 from bench.report import write
 from bench.targets import check_all
 from bench.tokens import token_counter
 from llambda.engines.llamacpp_engine import LlamaCppEngine
 from offline.default_model import default_model_path
+from offline.trace import Trace
 
 LATENCIES_MS = (0, 10, 30, 100)
 
@@ -122,6 +124,26 @@ def streaming(
     }
 
 
+def first_token(args: argparse.Namespace, *, threads: int) -> dict[str, Any]:
+    """The waterfall of one reply's first token (locally and with AWS latencies), then
+    flame graphs of every function instance over `repeats` replies."""
+    trace = Trace()
+    cloud = start_twin(threads, trace=trace)
+    try:
+        twin_reply(cloud, 4)  # load the engine: the waterfall is of a warm instance
+        results = waterfall.measure(cloud, trace, repeats=max(3, args.repeats))
+        results["threads"] = threads
+        graphs = flame_graphs(
+            cloud, args.out, lambda: [twin_reply(cloud, args.tokens) for _ in range(args.repeats)]
+        )
+        results["flame_graphs"] = {
+            Path(path).name: top_costs(Path(path)) for path in graphs.values()
+        }
+    finally:
+        cloud.stop()
+    return results
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     info = machine_info()
     info["load_before"] = _load()
@@ -151,6 +173,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             threads=cores - 1,
             series=("delivered",),
         )
+    _log("first token, hop by hop; flame graphs of the functions")
+    results["waterfall"] = first_token(args, threads=max(1, cores - 1))
     _log("cold start parts")
     results["cold_start"] = cold_start.measure(
         str(default_model_path()), args.repeats, with_image=not args.no_image

@@ -11,17 +11,21 @@ from typing import Any
 from bench.client import RecordingClient, stream_figures
 from bench.workload import chat_message
 from offline.cloud import OfflineCloud
+from offline.trace import Trace
 
 # The stage `make dev` runs, as the Makefile synthesized it (`make bench` passes both).
 TWIN_ASSEMBLY = Path(os.environ.get("TWIN_ASSEMBLY", "cdk.out.dev"))
 TWIN_STAGE = os.environ.get("TWIN_STAGE", "Dev")
 
 
-def start_twin(threads: int) -> OfflineCloud:
+def start_twin(threads: int, *, trace: Trace | None = None) -> OfflineCloud:
     """The twin of the synthesized Dev stage, llama.cpp on `threads` threads (as the
     engine baseline gets)."""
     return OfflineCloud(
-        assembly=TWIN_ASSEMBLY, stage=TWIN_STAGE, environment={"LLAMA_THREADS": str(threads)}
+        assembly=TWIN_ASSEMBLY,
+        stage=TWIN_STAGE,
+        environment={"LLAMA_THREADS": str(threads)},
+        trace=trace,
     ).start()
 
 

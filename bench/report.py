@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import waterfall
 from bench.machine import describe
 
 
@@ -16,6 +17,59 @@ def _f(value: Any, digits: int = 1) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return str(value)
+
+
+def _waterfall(w: dict[str, Any] | None) -> list[str]:
+    if not w:
+        return []
+    local, aws = w["local"], w["aws"]
+    out = [
+        "## First token, hop by hop",
+        "",
+        f"One warm reply through the twin (llama.cpp on {w['threads']} threads), the median "
+        f"of {len(local['added_ms_runs'])} by added time; ![waterfall](waterfall.png).",
+        "",
+        "| | first token | the engine's own (prefill + first token) | added |",
+        "| --- | ---: | ---: | ---: |",
+        f"| measured locally | {_f(local['first_token_ms'])} ms | "
+        f"{_f(local['engine_ttft_ms'])} ms | **{_f(local['added_ms'])} ms** "
+        f"(runs: {', '.join(_f(x) for x in local['added_ms_runs'])}) |",
+        f"| with AWS-typical latencies | {_f(aws['first_token_ms'])} ms | "
+        f"{_f(aws['engine_ttft_ms'])} ms | **{_f(aws['added_ms'])} ms** |",
+        "",
+        "| hop | locally | with AWS latencies |",
+        "| --- | ---: | ---: |",
+    ]
+    local_ms: dict[str, float] = {}
+    for hop in local["hops"]:
+        local_ms[hop["label"]] = local_ms.get(hop["label"], 0) + hop["ms"]
+    aws_ms: dict[str, float] = {}
+    for hop in aws["hops"]:
+        aws_ms[hop["label"]] = aws_ms.get(hop["label"], 0) + hop["ms"]
+    for label in dict.fromkeys([*local_ms, *aws_ms]):
+        out.append(f"| {label} | {_f(local_ms.get(label))} | {_f(aws_ms.get(label))} |")
+    out += ["", "Injected into the twin for the AWS column:", ""]
+    for item in w["injected"].values():
+        out.append(f"- {item['service']}: {_f(item['ms'])} ms. {item['source']}.")
+    for label, ms in w["gateway_ms"].items():
+        out.append(f'- API Gateway\'s own "{label}" (not emulated, added as stated): {_f(ms)} ms.')
+    graphs = w.get("flame_graphs") or {}
+    if graphs:
+        names = sorted(graphs)
+        out += [
+            "",
+            "Flame graphs (py-spy, Python and native frames) of each function instance over "
+            f"{len(names) and 'the same'} replies: "
+            + ", ".join(f"[{name}]({name})" for name in names)
+            + ". Share of all samples whose stack holds:",
+            "",
+            "| | " + " | ".join(names) + " |",
+            "| --- |" + " ---: |" * len(names),
+        ]
+        for category in graphs[names[0]]:
+            cells = " | ".join(f"{graphs[n][category]:.1f} %" for n in names)
+            out.append(f"| {category} | {cells} |")
+    return [*out, ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -130,6 +184,7 @@ def markdown(results: dict[str, Any]) -> str:
             + "."
         )
         out.append("")
+    out += _waterfall(results.get("waterfall"))
     out += ["## Targets", "", "| target | figure | goal | result |", "| --- | ---: | --- | --- |"]
     for t in results["targets"]:
         value = t["value"]
@@ -199,4 +254,7 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     paths[0].write_text(text + "\n", encoding="utf-8")
     paths[1].write_text(markdown(results), encoding="utf-8")
     plot(results, paths[2])
+    if results.get("waterfall"):
+        paths.append(out_dir / "waterfall.png")
+        waterfall.plot(results["waterfall"], paths[-1])
     return paths

@@ -52,6 +52,7 @@ from offline.runtimes import Runtimes
 from offline.serving import Server
 from offline.static_site import add_static_routes
 from offline.template import Resolver, StageAssembly
+from offline.trace import Trace
 
 log = logging.getLogger("offline")
 
@@ -86,6 +87,7 @@ class Faults:
         self.aws.reset()
         self.invoke.throttle_next = 0
         self.invoke.expire_next = 0
+        self.invoke.latency_ms = 0
 
 
 class OfflineCloud:
@@ -107,6 +109,7 @@ class OfflineCloud:
         extra_functions: Sequence[FunctionSpec] = (),
         rewrite_function: Callable[[FunctionSpec], FunctionSpec] | None = None,
         on_frame: FrameHook | None = None,
+        trace: Trace | None = None,
         cache_dir: Path = CACHE_DIR,
     ) -> None:
         self.assembly_dir = Path(assembly)
@@ -124,6 +127,8 @@ class OfflineCloud:
         self.rewrite_function = rewrite_function
         # Told of every frame sent to a client (the console's reply log, tests).
         self.on_frame = on_frame or (lambda connection_id, text: None)
+        # Timestamped spans of what the twin does (the bench's first-token waterfall).
+        self.trace = trace
         self.cache_dir = cache_dir
         self.faults = Faults(connections=ConnectionsFaults(latency_ms=post_latency_ms))
         self.access = AccessControl(enforce=enforce_iam)
@@ -287,6 +292,7 @@ class OfflineCloud:
                 region=self.region,
                 account_id=ACCOUNT_ID,
                 secret_arn=self._secret_arn,
+                trace=self.trace,
             )
         )
         self.proxy_url = f"http://{self.host}:{proxy_port}"
@@ -310,6 +316,7 @@ class OfflineCloud:
             invoke=self._invoke_json,
             registry=self.connections,
             on_frame=self.on_frame,
+            trace=self.trace,
         )
         add_connections_routes(
             app,
@@ -317,8 +324,11 @@ class OfflineCloud:
             stage=api.stage,
             faults=self.faults.connections,
             authorize=self._authorize_connections,
+            trace=self.trace,
         )
-        add_invoke_routes(app, self.functions, faults=self.faults.invoke, access=self.access)
+        add_invoke_routes(
+            app, self.functions, faults=self.faults.invoke, access=self.access, trace=self.trace
+        )
         self._gateway.add_routes(app)
         add_static_routes(app, self._site)
         port = await self._server.serve_app(app, self._requested_port, main=True)
@@ -332,6 +342,7 @@ class OfflineCloud:
                 cwd=Path(spec.code_paths[0]) if spec.code_paths else Path.cwd(),
                 credentials=self.access.credentials_for(spec.name, spec.role_arn),
                 destination=self._deliver_failure,
+                trace=self.trace,
             )
             self.functions.add(function)
         await asyncio.gather(*(f.start() for f in self.functions.all()))

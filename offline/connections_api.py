@@ -25,6 +25,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from offline.trace import POST, Trace, maybe_span
+
 log = logging.getLogger(__name__)
 
 # API Gateway's limit on one @connections POST body (the service model's `Data.max`).
@@ -108,6 +110,7 @@ def add_connections_routes(
     stage: str,
     faults: ConnectionsFaults | None = None,
     authorize: Authorize | None = None,
+    trace: Trace | None = None,
 ) -> None:
     """Serve `/{stage}/@connections/{id}` (POST, GET, DELETE) on `app`.
 
@@ -130,6 +133,10 @@ def add_connections_routes(
         return connection_id, None
 
     async def post(request: web.Request) -> web.Response:
+        with maybe_span(trace, POST, request.headers.get("Content-Length", "")):
+            return await deliver(request)
+
+    async def deliver(request: web.Request) -> web.Response:
         connection_id, failed = await preamble(request)
         if failed is not None:
             return failed

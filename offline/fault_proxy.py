@@ -24,6 +24,7 @@ from aiohttp import web
 
 from offline.access import AccessControl
 from offline.iam import dynamodb_targets, secretsmanager_targets
+from offline.trace import AWS_CALL, Trace, maybe_span
 
 log = logging.getLogger("offline")
 
@@ -89,6 +90,7 @@ def create_proxy_app(
     region: str = "us-east-1",
     account_id: str = "123456789012",
     secret_arn: Callable[[str], str | None] = lambda name: None,
+    trace: Trace | None = None,
 ) -> web.Application:
     """An aiohttp application that forwards what IAM allows to `upstream` (moto's server).
 
@@ -114,6 +116,10 @@ def create_proxy_app(
 
     async def forward(request: web.Request) -> web.StreamResponse:
         target = request.headers.get("X-Amz-Target", f"{request.method} {request.path}")
+        with maybe_span(trace, AWS_CALL, target):
+            return await answer(request, target)
+
+    async def answer(request: web.Request, target: str) -> web.StreamResponse:
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
         kind = faults.take(target)

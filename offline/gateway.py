@@ -27,6 +27,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from offline import events
 from offline.connections_api import ConnectionRegistry
 from offline.lambda_function import InvokeResult
+from offline.trace import FRAME, Trace
 
 log = logging.getLogger("offline")
 
@@ -119,9 +120,11 @@ class WebSocketGateway:
         invoke: Invoke,
         registry: ConnectionRegistry,
         on_frame: FrameHook = lambda connection_id, text: None,
+        trace: Trace | None = None,
     ) -> None:
         self.config = config
         self._on_frame = on_frame
+        self._trace = trace
         self._invoke = invoke
         self.registry = registry
         self._bucket = _TokenBucket(config.limits.throttle_rate, config.limits.throttle_burst)
@@ -266,6 +269,8 @@ class WebSocketGateway:
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"Going away")
                 return WSCloseCode.GOING_AWAY, f"Going away ({why})"
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if self._trace is not None:
+                    self._trace.add(FRAME, conn.connection_id, time.perf_counter())
                 last_message = time.monotonic()
                 peer.last_active_at = time.time()
                 self._spawn(self._message(peer, conn, msg.data))

@@ -9,6 +9,7 @@ handler raised), `Event` (202, queued) or `DryRun` (204). `FunctionName` may be 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from offline.access import AccessControl
 from offline.iam import invoke_target
 from offline.lambda_function import LambdaFaults, LocalFunction, Throttled
+from offline.trace import INVOKE, Trace, maybe_span
 
 log = logging.getLogger("offline")
 
@@ -70,10 +72,15 @@ def add_invoke_routes(
     *,
     faults: LambdaFaults,
     access: AccessControl | None = None,
+    trace: Trace | None = None,
 ) -> None:
     """Serve the Invoke API on `app`."""
 
     async def invoke(request: web.Request) -> web.Response:
+        with maybe_span(trace, INVOKE, request.match_info["function_name"]):
+            return await answer(request)
+
+    async def answer(request: web.Request) -> web.Response:
         name = request.match_info["function_name"]
         function = registry.resolve(name, request.query.get("Qualifier"))
         if function is None:
@@ -101,6 +108,8 @@ def add_invoke_routes(
                 "RequestTooLargeException",
                 f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
             )
+        if faults.latency_ms > 0:
+            await asyncio.sleep(faults.latency_ms / 1000)
         if faults.take_throttle():
             log.warning("invoke %s: throttled (injected fault)", function.spec.name)
             return _throttled()

@@ -30,6 +30,7 @@ from offline.event_queue import (
     utc_now,
 )
 from offline.instance_pool import InstancePool
+from offline.trace import RUN, Trace, maybe_span
 from offline.worker_process import InitFailed, WorkerGone, WorkerProcess
 
 log = logging.getLogger("offline")
@@ -80,6 +81,8 @@ class LambdaFaults:
 
     throttle_next: int = 0
     expire_next: int = 0
+    # Added to every Invoke call before it is answered (AWS's hand-off, for the bench).
+    latency_ms: float = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_throttle(self) -> bool:
@@ -124,8 +127,10 @@ class LocalFunction:
         cwd: Path,
         credentials: Mapping[str, str],
         destination: Destination,
+        trace: Trace | None = None,
     ) -> None:
         self.spec = spec
+        self.trace = trace
         self.region = region
         self.account_id = account_id
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
@@ -278,7 +283,8 @@ class LocalFunction:
             "functionArn": invoked_arn,
         }
         try:
-            reply = await worker.call(request, timeout)
+            with maybe_span(self.trace, RUN, self.spec.name):
+                reply = await worker.call(request, timeout)
         except TimeoutError:
             worker.kill()
             error = {

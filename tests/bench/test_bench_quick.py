@@ -175,3 +175,43 @@ def test_a_reply_in_one_delta_is_timed_from_the_generating_status():
     )
     assert figures["tokens_per_s"] == pytest.approx(4 / 0.5)
     assert figures["messages_per_s"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_waterfall_adds_up_hop_by_hop(results):
+    """Each arm's hops run from the client's send to the first delta's arrival with no gap:
+    the first token's time is all accounted for."""
+    data, out = results
+    w = data["waterfall"]
+    assert (out / "waterfall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for arm in ("local", "aws"):
+        hops = w[arm]["hops"]
+        assert hops[0]["start_ms"] == 0
+        reached = 0.0
+        for hop in hops:
+            assert hop["start_ms"] <= reached + 0.1, (arm, hop)  # no unexplained gap
+            reached = max(reached, hop["start_ms"] + hop["ms"])
+        assert reached == pytest.approx(w[arm]["first_token_ms"], abs=0.2), arm
+        assert w[arm]["added_ms"] == pytest.approx(
+            w[arm]["first_token_ms"] - w[arm]["engine_ttft_ms"], abs=0.2
+        )
+        labels = [hop["label"] for hop in hops]
+        assert "router: DynamoDB UpdateItem" in labels
+        assert "prefill + first token (engine)" in labels
+    # The injected latencies show up in the hops they were injected into.
+    aws = {hop["label"]: hop["ms"] for hop in w["aws"]["hops"]}
+    assert aws["Invoke (async hand-off)"] >= w["injected"]["invoke"]["ms"]
+    assert aws["router: DynamoDB UpdateItem"] >= w["injected"]["dynamodb"]["ms"]
+    assert aws["first delta post"] >= w["injected"]["connections"]["ms"]
+
+
+@pytest.mark.slow
+def test_flame_graphs_of_both_functions_with_their_top_costs(results):
+    data, out = results
+    graphs = data["waterfall"]["flame_graphs"]
+    assert len(graphs) == 2  # the router and the inference function, each sampled
+    for name, costs in graphs.items():
+        assert (out / name).read_text().startswith("<?xml")
+        assert all(0 <= share <= 100 for share in costs.values())
+    inference = next(costs for name, costs in graphs.items() if "Inference" in name)
+    assert inference["engine (llama.cpp decode and tokenize)"] > 0
