@@ -2,7 +2,8 @@
 
     python -m bench [--quick] [--tokens N] [--repeats K] [--out DIR]
 
-Every figure is the median of K runs. The engine, the twin and the two senders
+Every figure is the median of at least K runs (repeats go on, within --budget
+seconds, while the ratio's spread is over 2 %). The engine, the twin and the two senders
 take turns inside each repeat, so drift on a busy machine hits them alike.
 Targets are printed PASS/FAIL for information; the exit status is 0 unless a
 measurement crashed.
@@ -11,6 +12,7 @@ measurement crashed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -26,6 +28,7 @@ from bench.local_gateway import LocalGateway
 from bench.machine import describe, machine_info
 from bench.profile import flame_graphs, top_costs
 from bench.report import write
+from bench.stats import spread_pct
 from bench.targets import check_all
 from bench.tokens import token_counter
 from llambda.engines.llamacpp_engine import LlamaCppEngine
@@ -45,7 +48,13 @@ def _load() -> float:
 
 def _series(runs: list[dict[str, float]], latency_ms: float) -> dict[str, Any]:
     summary = summarize(runs)
-    return {"latency_ms": latency_ms, **summary, "runs": runs}
+    spread = spread_pct([run["ratio"] for run in runs])
+    return {
+        "latency_ms": latency_ms,
+        **summary,
+        "ratio_spread_pct": round(spread, 2) if math.isfinite(spread) else None,
+        "runs": runs,
+    }
 
 
 SERIES = ("delivered", "sender_only", "per_token")
@@ -58,11 +67,14 @@ def streaming(
     *,
     threads: int,
     series: tuple[str, ...] = SERIES,
+    spread_goal_pct: float = 2.0,
+    budget_s: float = 0.0,
 ) -> dict[str, Any]:
     """Per repeat and latency: the engine alone, then the twin and both senders in turn
     after it, each compared with that engine run (so drift on a busy machine cancels).
     The engine gets `threads` threads everywhere: alone, in the twin's worker, behind the
-    senders."""
+    senders. After `repeats`, repeats go on while the delivered ratio's spread at some
+    latency is over `spread_goal_pct`, until `budget_s` has passed."""
     model = str(default_model_path())
     engine = LlamaCppEngine.load(model, n_threads=threads)
     count_tokens = token_counter(model)
@@ -92,7 +104,16 @@ def streaming(
                     engine_ttft_ms=0,
                     count_tokens=count_tokens,
                 )
-            for r in range(repeats):
+            started = time.monotonic()
+            r = 0
+            while r < repeats or (
+                time.monotonic() - started < budget_s
+                and any(
+                    spread_pct([run["ratio"] for run in runs[series[0]][lat]]) > spread_goal_pct
+                    for lat in latencies
+                )
+            ):
+                r += 1
                 for lat in latencies:
                     base = engine_run(engine, tokens)
                     engine_runs.append(base)
@@ -107,7 +128,7 @@ def streaming(
                         figures["ratio"] = figures["tokens_per_s"] / base["tokens_per_s"]
                         runs[name][lat].append(figures)
                     _log(
-                        f"{threads} threads, repeat {r + 1}/{repeats}, {lat:g} ms: engine "
+                        f"{threads} threads, repeat {r}/{repeats}, {lat:g} ms: engine "
                         f"{base['tokens_per_s']:.1f}, "
                         + ", ".join(
                             f"{name} {figures['tokens_per_s']:.1f}"
@@ -160,7 +181,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     started = time.perf_counter()
     cores = os.cpu_count() or 1
-    results.update(streaming(args.tokens, args.repeats, tuple(args.latencies), threads=cores))
+    results.update(
+        streaming(
+            args.tokens,
+            args.repeats,
+            tuple(args.latencies),
+            threads=cores,
+            budget_s=args.budget,
+        )
+    )
     if cores > 1:
         # In Lambda, DynamoDB and API Gateway run on other machines; here the twin emulates
         # them on the function's own cores. Leaving them a core shows what streaming itself
@@ -172,6 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tuple(args.latencies),
             threads=cores - 1,
             series=("delivered",),
+            budget_s=args.budget,
         )
     _log("first token, hop by hop; flame graphs of the functions")
     results["waterfall"] = first_token(args, threads=max(1, cores - 1))
@@ -205,7 +235,8 @@ def print_summary(results: dict[str, Any]) -> None:
         results["delivered"], results["sender_only"], results["per_token"], strict=True
     ):
         print(
-            f"{d['latency_ms']:>5g}ms | {d['tokens_per_s']:7.1f} {d['ratio']:.3f} "
+            f"{d['latency_ms']:>5g}ms | {d['tokens_per_s']:7.1f} {d['ratio']:.3f}"
+            f"±{d['ratio_spread_pct'] or 0:.1f}% "
             f"{d['added_ttft_ms']:6.1f} {d['messages_per_s']:5.1f} | {c['ratio']:.3f} | "
             f"{p['tokens_per_s']:7.1f} {p['ratio']:.3f} {p['added_ttft_ms']:6.1f} "
             f"{p['messages_per_s']:5.1f}"
@@ -224,8 +255,16 @@ def print_summary(results: dict[str, Any]) -> None:
         )
         for d in spare["delivered"]:
             print(
-                f"{d['latency_ms']:>5g}ms | {d['tokens_per_s']:7.1f} {d['ratio']:.3f} "
+                f"{d['latency_ms']:>5g}ms | {d['tokens_per_s']:7.1f} {d['ratio']:.3f}"
+                f"±{d['ratio_spread_pct'] or 0:.1f}% "
                 f"{d['added_ttft_ms']:6.1f} {d['messages_per_s']:5.1f}"
+            )
+    w = results.get("waterfall")
+    if w:
+        for arm, title in (("local", "locally"), ("aws", "with AWS-typical latencies")):
+            print(
+                f"first token {title}: {w[arm]['first_token_ms']:.0f} ms, the engine's "
+                f"{w[arm]['engine_ttft_ms']:.0f} ms, added {w[arm]['added_ms']:.1f} ms"
             )
     for t in results["targets"]:
         value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
@@ -243,9 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-image", action="store_true", help="skip the image size install")
     parser.add_argument("--no-synth", action="store_true", help="skip timing `cdk synth`")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="seconds per streaming arm to add repeats until the ratio's spread is under "
+        "2 %% at every latency (default 600; quick 0)",
+    )
     args = parser.parse_args(argv)
     args.tokens = args.tokens or (48 if args.quick else 256)
     args.repeats = args.repeats or (1 if args.quick else 5)
+    if args.budget is None:
+        args.budget = 0.0 if args.quick else 600.0
     if args.tokens < 2 or args.repeats < 1:
         parser.error("--tokens must be at least 2 and --repeats at least 1")
     results = run(args)

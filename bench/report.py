@@ -59,7 +59,7 @@ def _waterfall(w: dict[str, Any] | None) -> list[str]:
         out += [
             "",
             "Flame graphs (py-spy, Python and native frames) of each function instance over "
-            f"{len(names) and 'the same'} replies: "
+            "the same replies: "
             + ", ".join(f"[{name}]({name})" for name in names)
             + ". Share of all samples whose stack holds:",
             "",
@@ -69,6 +69,36 @@ def _waterfall(w: dict[str, Any] | None) -> list[str]:
         for category in graphs[names[0]]:
             cells = " | ".join(f"{graphs[n][category]:.1f} %" for n in names)
             out.append(f"| {category} | {cells} |")
+    return [*out, ""]
+
+
+def _headline(results: dict[str, Any]) -> list[str]:
+    """Delivered ÷ engine at matched threads (the same llama.cpp threads in both arms),
+    with the spread of the repeated runs: all cores, then a core left for emulation."""
+    out = [
+        "## Headline: delivered ÷ engine at matched threads",
+        "",
+        f"CPU: {results['machine']['cpu']}. Arms interleaved in every repeat; ± is the 95 % "
+        "confidence half-width of the mean ratio.",
+        "",
+        "| llama.cpp threads (both arms) | `@connections` latency | engine tokens/s "
+        "| delivered tokens/s | ratio | spread | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    arms = [(results, results["settings"]["llama_threads"], "")]
+    if results.get("spare_core"):
+        arms.append(
+            (results["spare_core"], results["settings"]["llama_threads"] - 1, ", a core spare")
+        )
+    for streamed, threads, note in arms:
+        engine = streamed["engine"]["tokens_per_s"]
+        for row in streamed["delivered"]:
+            spread = row.get("ratio_spread_pct")
+            out.append(
+                f"| {threads}{note} | {row['latency_ms']:g} ms | {_f(engine)} "
+                f"| {_f(row['tokens_per_s'])} | **{_f(row['ratio'], 3)}** "
+                f"| {'n/a' if spread is None else f'± {spread:.1f} %'} | {len(row['runs'])} |"
+            )
     return [*out, ""]
 
 
@@ -83,12 +113,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_f(m.get('load_before'), 2)} before and {_f(m.get('load_after'), 2)} after the "
         "run (other work on the machine slows every figure).",
         "",
-        f"Every figure is the median of {s['repeats']} runs. Workload: SmolLM2-135M-Instruct "
+        f"Every figure is the median of at least {s['repeats']} runs (more where the ratio's "
+        "spread was still over 2 %). Workload: SmolLM2-135M-Instruct "
         f"(Q4_1 GGUF) on llama.cpp with {s['llama_threads']} threads, {s['tokens']} tokens, "
         "greedy, one prompt (numbered per run, so no run reuses the last one's prompt cache). "
         "Delivered figures are timed by a WebSocket client of the "
         "local twin (`offline/`), Dev stage, with `@connections` latency added to every post.",
         "",
+        *_headline(results),
         "## Streaming",
         "",
         f"Engine alone: **{_f(engine['tokens_per_s'])} tokens/s**, time to first token "

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def spread_pct(values: Sequence[float]) -> float:
+    """± this many percent: the 95 % confidence half-width of the mean, relative to it.
+    It narrows as repeats are added, unlike the range, so "repeat until the spread is
+    under 2 %" ends."""
+    if len(values) < 2:
+        return float("inf")
+    mean = statistics.fmean(values)
+    return 1.96 * statistics.stdev(values) / math.sqrt(len(values)) / mean * 100
 
 
 def median(values: Sequence[float]) -> float:

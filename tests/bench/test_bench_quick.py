@@ -77,7 +77,9 @@ def test_every_figure_is_present(results):
     assert cold["image_note"] == "skipped (--no-image)"
     assert "cdk_synth_s" in data["synth"]
     assert len(data["targets"]) == len(TARGETS)
-    assert all(isinstance(t["pass"], bool) and _number(t["value"]) for t in data["targets"])
+    # A spread needs two runs; --quick makes one, so those two targets have no value.
+    assert all(isinstance(t["pass"], bool) for t in data["targets"])
+    assert all(_number(t["value"]) for t in data["targets"] if "spread" not in t["name"])
 
 
 def _check_ratios(streamed: dict, series: tuple[str, ...]) -> None:
@@ -103,11 +105,13 @@ def test_ratios_are_delivered_over_engine_and_targets_are_judged_on_them(results
     _check_ratios(data, ("delivered", "sender_only", "per_token"))
     if data["machine"]["cores"] > 1:
         _check_ratios(data["spare_core"], ("delivered",))
-    delivered_at_0 = next(r for r in data["delivered"] if r["latency_ms"] == 0)
+    lowest = min(r["ratio"] for r in data["delivered"])
     by_name = {t["name"]: t for t in data["targets"]}
-    at_0 = by_name["delivered / engine tokens/s at 0 ms"]
-    assert at_0["value"] == delivered_at_0["ratio"]
-    assert at_0["pass"] == (delivered_at_0["ratio"] >= 0.97)
+    headline = by_name["matched threads: delivered / engine tokens/s, lowest over the latencies"]
+    assert headline["value"] == lowest
+    assert headline["pass"] == (lowest >= 0.97)
+    ttft = by_name["added time to first token, locally (the waterfall)"]
+    assert ttft["value"] == data["waterfall"]["local"]["added_ms"]
     for target in TARGETS:  # every verdict is its threshold applied to its value
         judged = by_name[target.name]
         assert judged["pass"] == (judged["value"] is not None and target.check(data)["pass"])
