@@ -152,8 +152,8 @@ synth: $(INFRA_STAMP) $(NPM_STAMP) ## synthesize both stages into cdk.out/ (no D
 ls: $(INFRA_STAMP) $(NPM_STAMP) ## list every stack of both stages
 	npx cdk ls
 
-bench: twin-synth ## measure streaming, cold start and synth; write docs/bench/
-	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m bench
+bench: twin-synth ## measure streaming, first token, cold start, synth; write docs/bench/ (ARGS=--help)
+	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m bench $(ARGS)
 
 # Reads the account the current credentials reach, and never changes it (docs/deploy.md).
 # It needs only pyproject.toml's infra group (the CDK libraries and boto3).
