@@ -41,6 +41,10 @@ class History:
     epoch: int
 
 
+# No `reset` since the history was read (an item from before epochs counts as epoch 0).
+_SAME_EPOCH = "(epoch = :e OR (attribute_not_exists(epoch) AND :e = :zero))"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -262,10 +266,7 @@ class ConnectionStore:
             self._update(
                 connection_id,
                 UpdateExpression="SET history = :h",
-                ConditionExpression=(
-                    "attribute_exists(connectionId) AND "
-                    "(epoch = :e OR (attribute_not_exists(epoch) AND :e = :zero))"
-                ),
+                ConditionExpression=f"attribute_exists(connectionId) AND {_SAME_EPOCH}",
                 ExpressionAttributeValues={
                     ":h": {"S": json.dumps(kept, ensure_ascii=False)},
                     ":e": {"N": str(epoch)},
@@ -274,6 +275,38 @@ class ConnectionStore:
             )
             is not None
         )
+
+    def finish_reply(
+        self,
+        connection_id: str,
+        reply_id: str,
+        turns: list[Turn],
+        *,
+        epoch: int,
+        max_chars: int,
+    ) -> bool:
+        """Save the finished reply's turns and free the connection in one write; True when
+        the turns were saved. After a `reset` (the epoch moved on) the connection is freed
+        and nothing saved; a lease that is no longer this reply's is left alone."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(connection_id),
+                UpdateExpression="SET history = :h REMOVE replyId, leaseUntil, stopRequested",
+                ConditionExpression=f"replyId = :r AND {_SAME_EPOCH}",
+                ExpressionAttributeValues={
+                    ":h": {"S": json.dumps(trim_history(turns, max_chars), ensure_ascii=False)},
+                    ":r": {"S": reply_id},
+                    ":e": {"N": str(epoch)},
+                    ":zero": {"N": "0"},
+                },
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            self.release_lease(connection_id, reply_id)
+            return False
+        return True
 
     def reset(self, connection_id: str) -> bool:
         """Forget the conversation, bump `epoch`, and mark a running reply to stop.

@@ -209,3 +209,41 @@ def test_the_first_chat_after_connecting_is_one_write(moto_server, table):
     cid = connect(store)
     store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
     assert len(calls) == 1
+
+
+def test_finishing_a_reply_saves_and_frees_in_one_write(moto_server, table):
+    calls = []
+    client = moto_server.client("dynamodb")
+    client.meta.events.register("before-call.dynamodb.UpdateItem", lambda **_: calls.append(1))
+    store = ConnectionStore(client, table)
+    cid = connect(store)
+    history = store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    calls.clear()
+    assert store.finish_reply(cid, "r1", turns, epoch=history.epoch, max_chars=1000)
+    assert len(calls) == 1
+    assert store.load_history(cid).turns == turns
+    assert "replyId" not in store.get(cid)
+
+
+def test_a_reset_mid_reply_frees_the_connection_and_keeps_nothing(store):
+    cid = connect(store)
+    history = store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    store.reset(cid)
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert not store.finish_reply(cid, "r1", turns, epoch=history.epoch, max_chars=1000)
+    assert store.load_history(cid).turns == []
+    assert "replyId" not in store.get(cid)
+
+
+def test_a_reply_whose_lease_was_taken_over_leaves_it_alone(moto_server, table):
+    clock = {"ms": 60_000 * 1000}
+    store = ConnectionStore(moto_server.client("dynamodb"), table, clock_ms=lambda: clock["ms"])
+    cid = connect(store)
+    store.admit_chat(cid, "old", per_minute=9, lease_seconds=1, ttl_seconds=60)
+    clock["ms"] += 2000  # the old reply's lease lapsed, and a new reply took the connection
+    store.admit_chat(cid, "new", per_minute=9, lease_seconds=60, ttl_seconds=60)
+    turns = [{"role": "user", "content": "old"}, {"role": "assistant", "content": "reply"}]
+    assert not store.finish_reply(cid, "old", turns, epoch=0, max_chars=1000)
+    assert store.get(cid)["replyId"] == {"S": "new"}
+    assert store.load_history(cid).turns == []

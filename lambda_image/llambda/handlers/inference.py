@@ -248,15 +248,18 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
             sender.close()
             store.delete(cid)
             return ReplyOutcome("gone", result.reason, result.completion_tokens)
-        store.save_history(
+        # Saved and freed in one write, before `done` goes out: a client that sends its
+        # next chat the moment it sees `done` finds the connection free.
+        store.finish_reply(
             cid,
+            dispatch.reply_id,
             [*history, turn, {"role": "assistant", "content": result.text}],
             epoch=dispatch.epoch,
             max_chars=settings.history_max_chars,
         )
+        released = True
         ttft_ms = None if first_token_at is None else round((first_token_at - started) * 1000)
         tokens_per_s = round(result.completion_tokens / elapsed, 1) if elapsed > 0 else 0.0
-        free_connection()
         sender.close(
             protocol.done(
                 result.reason,
