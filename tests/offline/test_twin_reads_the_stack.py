@@ -126,6 +126,8 @@ def test_without_the_table_read_grant_the_inference_error_is_shown_and_named(tmp
         _, end = asyncio.run(one_reply(cloud))
         inference = cloud.function("Inference").spec.name
         denials = list(cloud.access.denials)
+    # The reply's stop polls are denied: it ends with an error rather than run on with no
+    # way to stop it.
     assert end["type"] == "error", end
     assert any(inference in d and "dynamodb:GetItem" in d for d in denials), denials
 

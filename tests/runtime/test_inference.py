@@ -433,3 +433,31 @@ def test_the_connection_is_free_before_the_client_hears_the_end(
     outcome = run_reply(dispatch, deps(store, Loaded(llama_engine), settings), sender)
     assert outcome.outcome == "done"
     assert held_when_done_went_out == [False]
+
+
+class DeniedPolls:
+    """The real store, except that reading the item is denied, as without a read grant."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def reply_state(self, *args, **kwargs):
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}
+        raise ClientError(error, "GetItem")
+
+
+def test_a_stop_poll_that_can_never_succeed_ends_the_reply_with_an_error(
+    store, connections, llama_engine, table
+):
+    settings = InferenceSettings(table_name=table, stop_poll_ms=10)
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
+    peer = connections.registry.get(dispatch.connection_id)
+    outcome = run(dispatch, DeniedPolls(store), connections, Loaded(llama_engine), settings)
+    assert outcome.outcome == "error"
+    assert peer.messages[-1]["type"] == "error"
+    assert "replyId" not in store.get(dispatch.connection_id)  # the lease is free again

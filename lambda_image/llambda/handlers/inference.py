@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from botocore.exceptions import ClientError
 
 from llambda import protocol
 from llambda.connections import ConnectionStore, ReplyState
@@ -104,6 +105,13 @@ if INITIALIZATION_TYPE == "provisioned-concurrency":
         logger.exception("engine failed to load during init")
 
 
+# A poll failing with one of these will fail every time (a missing grant, a wrong table):
+# the reply ends with an error rather than run on with no way to stop it.
+PERMANENT_ERRORS = frozenset(
+    {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"}
+)
+
+
 class ReplyWatcher:
     """Polls the item every `poll_s` for a stop mark and renews the lease now and then."""
 
@@ -127,6 +135,7 @@ class ReplyWatcher:
         self._thread = threading.Thread(target=self._run, name="reply-watcher", daemon=True)
         self.stopped = False
         self.gone = False
+        self.failure: ClientError | None = None  # a poll that can never succeed
 
     def start(self) -> ReplyWatcher:
         self._thread.start()
@@ -146,6 +155,14 @@ class ReplyWatcher:
                 ):
                     self._store.renew_lease(self._cid, self._reply_id, self._lease_seconds)
                     renewed = time.monotonic()
+            except ClientError as error:
+                logger.exception("stop poll failed")
+                if error.response.get("Error", {}).get("Code") in PERMANENT_ERRORS:
+                    self.failure = error
+                    self.stopped = True
+                    self._on_stop()
+                    return
+                continue
             except Exception:  # a failed poll must not end the reply; try again next time
                 logger.exception("stop poll failed")
                 continue
@@ -242,6 +259,8 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         )
         elapsed = time.monotonic() - started
         watcher.finish()
+        if watcher.failure is not None:
+            raise watcher.failure
         if sender.gone or watcher.gone:
             # The client went away: nothing to tell it and nothing to keep.
             logger.info("client gone mid-reply", extra={"tokens": result.completion_tokens})
