@@ -26,10 +26,11 @@ DEBIAN_CHROMIUM := /usr/bin/chromium
 CHROMIUM ?= $(DEBIAN_CHROMIUM)
 export CHROMIUM
 
-.PHONY: help setup wheel twin-synth dev test lint format synth ls bench cost clean browser
+.PHONY: help setup wheel twin-synth dev test lint format synth ls bench cost clean browser \
+	mutate screenshots
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 # llama.cpp is compiled with the inference image's own CMake flags (the Dockerfile's
 # `ENV CMAKE_ARGS` owns them): a generic AVX2 x86-64 build, never the build machine's CPU,
@@ -132,6 +133,20 @@ dev: twin-synth ## run the Dev stage locally (the chat): open the printed addres
 test: twin-synth browser lint ## every test (what CI runs)
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m pytest
 
+# Mutation testing (docs/testing.md): mutmut comes from its own dependency group, so
+# `make test` never needs it. `make mutate MODULES=sender` runs one of protocol, sender,
+# connections, router; the results stay in mutants/ (mutants/report.md).
+MUTATE_STAMP := $(VENV)/.stamp-mutate
+$(MUTATE_STAMP): $(VENV_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --group mutate
+	touch $@
+
+mutate: twin-synth $(MUTATE_STAMP) ## break the runtime core on purpose; do its tests notice? (~25 min)
+	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) nice -n 10 $(PY) -m tests.mutate $(MODULES)
+
+screenshots: twin-synth browser ## photograph the chat for the README (docs/screenshot*.png)
+	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m tests.web.screenshots
+
 # The CI workflow: actionlint for syntax and expressions (its shellcheck and
 # pyflakes passes off: the run: steps are bare make targets, and whether those tools are
 # installed differs by machine), zizmor for security findings, offline (no GitHub API).
@@ -165,4 +180,4 @@ cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost
 
 clean: ## remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out $(TWIN_OUT) .pytest_cache .ruff_cache .hypothesis
+	rm -rf cdk.out $(TWIN_OUT) .pytest_cache .ruff_cache .hypothesis mutants

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -247,3 +248,141 @@ def test_a_reply_whose_lease_was_taken_over_leaves_it_alone(moto_server, table):
     assert not store.finish_reply(cid, "old", turns, epoch=0, max_chars=1000)
     assert store.get(cid)["replyId"] == {"S": "new"}
     assert store.load_history(cid).turns == []
+
+
+# What `make mutate` showed the tests above let through (docs/testing.md) ----------------
+
+
+class ClockedStore:
+    """A store on a clock the test moves, counting the UpdateItem calls it makes."""
+
+    def __init__(self, moto_server, table, ms: int = 60_000 * 1000) -> None:
+        self.ms = ms
+        self.client = moto_server.client("dynamodb")
+        self.writes = 0
+        self.client.meta.events.register("before-call.dynamodb.UpdateItem", self._count)
+        self.store = ConnectionStore(self.client, table, clock_ms=lambda: self.ms)
+
+    def _count(self, **_) -> None:
+        self.writes += 1
+
+    def admit(self, cid, reply_id, *, per_minute=9, lease_seconds=60):
+        return self.store.admit_chat(
+            cid, reply_id, per_minute=per_minute, lease_seconds=lease_seconds, ttl_seconds=100
+        )
+
+
+def test_times_are_epoch_milliseconds_and_the_ttl_epoch_seconds(store):
+    # DynamoDB deletes an item once `expiresAt`, in epoch seconds, has passed.
+    before = time.time()
+    cid = connect(store)
+    after = time.time()
+    item = store.get(cid)
+    assert int(before * 1000) <= int(item["connectedAt"]["N"]) <= int(after * 1000)
+    assert int(before) + 7800 <= int(item["expiresAt"]["N"]) <= int(after) + 7800
+
+
+def test_a_recreated_record_gets_its_times(moto_server, table):
+    clocked = ClockedStore(moto_server, table, ms=1_800_000_000_123)
+    cid = new_id()  # the record vanished; the socket is alive
+    clocked.admit(cid, "r1")
+    item = clocked.store.get(cid)
+    assert item["connectedAt"] == {"N": "1800000000123"}
+    assert item["expiresAt"] == {"N": str(1_800_000_000 + 100)}
+
+
+def test_a_lease_lasts_its_seconds_and_a_renewal_restarts_them(moto_server, table):
+    clocked = ClockedStore(moto_server, table)
+    cid = connect(clocked.store)
+    start = clocked.ms
+    clocked.admit(cid, "r1")
+    assert clocked.store.get(cid)["leaseUntil"] == {"N": str(start + 60_000)}
+    clocked.ms += 50_000
+    assert clocked.store.renew_lease(cid, "r1", 60)
+    assert clocked.store.get(cid)["leaseUntil"] == {"N": str(start + 110_000)}
+    clocked.ms = start + 110_000  # the lease's last millisecond: still busy...
+    clocked.writes = 0
+    with pytest.raises(Busy):
+        clocked.admit(cid, "r2")
+    assert clocked.writes == 1  # ...told from the first write's answer, with no second write
+    clocked.ms += 1  # lapsed: the reply crashed, and the connection is free again
+    clocked.admit(cid, "r2")
+    assert clocked.store.reply_state(cid, "r1") is ReplyState.STOP
+
+
+def test_one_chat_a_minute_admits_one(store):
+    cid = connect(store)
+    assert [admitted(store, cid, f"r{i}", per_minute=1) for i in range(2)] == [True, False]
+
+
+def test_a_reply_whose_lease_was_released_is_told_to_stop(store):
+    cid = connect(store)
+    store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    store.release_lease(cid, "r1")  # as the dispatch-failure function does
+    assert store.reply_state(cid, "r1") is ReplyState.STOP
+
+
+def test_every_read_of_the_item_is_consistent(moto_server, table):
+    # moto's reads are always consistent, so the request is checked: a running reply must
+    # see a stop or a reset at its next poll, not an older copy of the item.
+    asked = []
+    client = moto_server.client("dynamodb")
+    client.meta.events.register(
+        "provide-client-params.dynamodb.GetItem",
+        lambda params, **_: asked.append(params.get("ConsistentRead")),
+    )
+    store = ConnectionStore(client, table)
+    cid = connect(store)
+    store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    store.request_stop(cid)
+    store.reply_state(cid, "r1")
+    store.load_history(cid)
+    assert asked and all(consistent is True for consistent in asked)
+
+
+def test_a_stop_racing_a_disconnect_does_not_bring_the_record_back(moto_server, table):
+    client = moto_server.client("dynamodb")
+    store = ConnectionStore(client, table)
+    cid = connect(store)
+    store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    # $disconnect deletes the record between the stop's read and its write.
+    client.meta.events.register("after-call.dynamodb.GetItem", lambda **_: store.delete(cid))
+    assert store.request_stop(cid) is None
+    # A write without its condition would have made a record with no TTL, kept for ever.
+    assert store.get(cid) is None
+
+
+def test_a_reset_stops_a_reply_only_while_its_lease_runs(moto_server, table):
+    clocked = ClockedStore(moto_server, table)
+    cid = connect(clocked.store)
+    clocked.admit(cid, "r1")
+    clocked.ms += 60_000  # the lease's last millisecond
+    assert clocked.store.reset(cid) is True
+    clocked.ms += 1  # lapsed: that reply crashed, none is running
+    assert clocked.store.reset(cid) is False
+
+
+def test_a_record_from_before_epochs_counts_as_epoch_zero(store, moto_server, table):
+    cid = connect(store)
+    moto_server.client("dynamodb").update_item(
+        TableName=table, Key={"connectionId": {"S": cid}}, UpdateExpression="REMOVE epoch"
+    )
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert store.save_history(cid, turns, epoch=0, max_chars=1000)
+    store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    assert store.finish_reply(cid, "r1", turns * 2, epoch=0, max_chars=1000)
+    assert store.load_history(cid).turns == turns * 2
+    store.reset(cid)
+    assert store.load_history(cid).epoch == 1
+
+
+def test_history_is_stored_as_utf8_text_not_escapes(store):
+    # "\\u4f60" is 6 bytes where "你" is 3: escapes would bring a long history nearer
+    # DynamoDB's 400 KB item limit.
+    cid = connect(store)
+    turns = [{"role": "user", "content": "你好 ✓"}, {"role": "assistant", "content": "héllo"}]
+    store.save_history(cid, turns, epoch=0, max_chars=1000)
+    assert "你好 ✓" in store.get(cid)["history"]["S"]
+    store.admit_chat(cid, "r1", per_minute=3, lease_seconds=60, ttl_seconds=60)
+    store.finish_reply(cid, "r1", turns[::-1], epoch=0, max_chars=1000)
+    assert "你好 ✓" in store.get(cid)["history"]["S"]

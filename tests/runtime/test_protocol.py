@@ -32,6 +32,7 @@ ACCEPTED = [
     (chat(), Chat("hi", ChatOptions(max_tokens=256))),
     ('{"action": "chat", "prompt": "hi", "options": null}', Chat("hi", ChatOptions(256))),
     (chat(max_tokens=10), Chat("hi", ChatOptions(max_tokens=10))),
+    (chat(max_tokens=1), Chat("hi", ChatOptions(max_tokens=1))),  # the least
     (chat(max_tokens=100_000), Chat("hi", ChatOptions(max_tokens=512))),  # clamped
     (chat(max_tokens=None), Chat("hi", ChatOptions(max_tokens=256))),
     (chat(temperature=0), Chat("hi", ChatOptions(256, temperature=0.0))),
@@ -40,6 +41,7 @@ ACCEPTED = [
     (chat(top_p=0.01), Chat("hi", ChatOptions(256, top_p=0.01))),
     (chat(stop=["\n", "x" * 64]), Chat("hi", ChatOptions(256, stop=("\n", "x" * 64)))),
     (chat(stop=[]), Chat("hi", ChatOptions(256))),
+    (chat(stop=["a", "b", "c", "d"]), Chat("hi", ChatOptions(256, stop=("a", "b", "c", "d")))),
     (chat("x" * 100), Chat("x" * 100, ChatOptions(256))),
     (chat("héllo ✓"), Chat("héllo ✓", ChatOptions(256))),
 ]
@@ -50,71 +52,96 @@ def test_accepted(body, expected):
     assert protocol.parse_client_message(body, limits=LIMITS) == expected
 
 
+ACTIONS = "chat, stop, reset, ping"
+UNICODE = "valid Unicode text"
+
 REFUSED = [
-    # (body, is_base64, code)
-    ("", False, "bad_json"),
-    ("   ", False, "bad_json"),
-    (None, False, "bad_json"),
-    ("{not json", False, "bad_json"),
-    ("[1, 2]", False, "bad_json"),
-    ('"chat"', False, "bad_json"),
-    ("null", False, "bad_json"),
-    ("[" * 100_000, False, "bad_json"),
-    ('{"action": "chat"', False, "bad_json"),
-    ("eyJhY3Rpb24iOiAicGluZyJ9", True, "bad_request"),  # a binary frame
-    (b'{"action": "ping"}', False, "bad_request"),
-    ("{}", False, "unknown_action"),
-    ('{"action": "dance"}', False, "unknown_action"),
-    ('{"action": 1}', False, "unknown_action"),
-    ('{"action": ["chat"]}', False, "unknown_action"),
-    ('{"action": "CHAT", "prompt": "x"}', False, "unknown_action"),
-    ('{"action": "chat"}', False, "bad_request"),
-    ('{"action": "chat", "prompt": null}', False, "bad_request"),
-    ('{"action": "chat", "prompt": ""}', False, "bad_request"),
-    ('{"action": "chat", "prompt": "  \\n "}', False, "bad_request"),
-    ('{"action": "chat", "prompt": 42}', False, "bad_request"),
-    ('{"action": "chat", "prompt": ["a"]}', False, "bad_request"),
-    (chat("x" * 101), False, "too_large"),
-    ('{"action": "chat", "prompt": "hi", "options": []}', False, "bad_request"),
-    ('{"action": "chat", "prompt": "hi", "options": "fast"}', False, "bad_request"),
-    (chat(max_token=5), False, "bad_request"),  # unknown key
-    (chat(max_tokens=0), False, "bad_request"),
-    (chat(max_tokens=-3), False, "bad_request"),
-    (chat(max_tokens=1.5), False, "bad_request"),
-    (chat(max_tokens="10"), False, "bad_request"),
-    (chat(max_tokens=True), False, "bad_request"),
-    (chat(temperature=-0.1), False, "bad_request"),
-    (chat(temperature=2.01), False, "bad_request"),
-    (chat(temperature="hot"), False, "bad_request"),
-    (chat(temperature=False), False, "bad_request"),
-    ('{"action": "chat", "prompt": "hi", "options": {"temperature": NaN}}', False, "bad_request"),
+    # (body, is_base64, code, what the message names: the field, or what to send instead)
+    ("", False, "bad_json", "JSON object"),
+    ("   ", False, "bad_json", "JSON object"),
+    (None, False, "bad_json", "JSON object"),
+    ("{not json", False, "bad_json", "not valid JSON"),
+    ("[1, 2]", False, "bad_json", "JSON object"),
+    ('"chat"', False, "bad_json", "JSON object"),
+    ("null", False, "bad_json", "JSON object"),
+    ("[" * 100_000, False, "bad_json", "not valid JSON"),
+    ('{"action": "chat"', False, "bad_json", "not valid JSON"),
+    ("eyJhY3Rpb24iOiAicGluZyJ9", True, "bad_request", "JSON text"),  # a binary frame
+    (b'{"action": "ping"}', False, "bad_request", "JSON text"),
+    ("{}", False, "unknown_action", ACTIONS),
+    ('{"action": "dance"}', False, "unknown_action", ACTIONS),
+    ('{"action": 1}', False, "unknown_action", ACTIONS),
+    ('{"action": ["chat"]}', False, "unknown_action", ACTIONS),
+    ('{"action": "CHAT", "prompt": "x"}', False, "unknown_action", ACTIONS),
+    ('{"action": "chat"}', False, "bad_request", "prompt"),
+    ('{"action": "chat", "prompt": null}', False, "bad_request", "prompt"),
+    ('{"action": "chat", "prompt": ""}', False, "bad_request", "prompt"),
+    ('{"action": "chat", "prompt": "  \\n "}', False, "bad_request", "prompt"),
+    ('{"action": "chat", "prompt": 42}', False, "bad_request", "prompt"),
+    ('{"action": "chat", "prompt": ["a"]}', False, "bad_request", "prompt"),
+    (chat("x" * 101), False, "too_large", "prompt"),
+    ('{"action": "chat", "prompt": "hi", "options": []}', False, "bad_request", "options"),
+    ('{"action": "chat", "prompt": "hi", "options": "fast"}', False, "bad_request", "options"),
+    (chat(max_token=5), False, "bad_request", "'max_token'"),  # unknown key
+    (chat(max_tokens=0), False, "bad_request", "max_tokens"),
+    (chat(max_tokens=-3), False, "bad_request", "max_tokens"),
+    (chat(max_tokens=1.5), False, "bad_request", "max_tokens"),
+    (chat(max_tokens="10"), False, "bad_request", "max_tokens"),
+    (chat(max_tokens=True), False, "bad_request", "max_tokens"),
+    (chat(temperature=-0.1), False, "bad_request", "temperature"),
+    (chat(temperature=2.01), False, "bad_request", "temperature"),
+    (chat(temperature="hot"), False, "bad_request", "temperature"),
+    (chat(temperature=False), False, "bad_request", "temperature"),
+    (
+        '{"action": "chat", "prompt": "hi", "options": {"temperature": NaN}}',
+        False,
+        "bad_request",
+        "temperature",
+    ),
     (
         '{"action": "chat", "prompt": "hi", "options": {"temperature": Infinity}}',
         False,
         "bad_request",
+        "temperature",
     ),
-    (chat(top_p=0), False, "bad_request"),
-    (chat(top_p=1.5), False, "bad_request"),
-    (chat(top_p=True), False, "bad_request"),
-    (chat(stop="\n"), False, "bad_request"),
-    (chat(stop=[1]), False, "bad_request"),
-    (chat(stop=[""]), False, "bad_request"),
-    (chat(stop=["x" * 65]), False, "bad_request"),
-    (chat(stop=["a", "b", "c", "d", "e"]), False, "bad_request"),
+    (chat(top_p=0), False, "bad_request", "top_p"),
+    (chat(top_p=1.5), False, "bad_request", "top_p"),
+    (chat(top_p=True), False, "bad_request", "top_p"),
+    (chat(stop="\n"), False, "bad_request", "stop"),
+    (chat(stop=[1]), False, "bad_request", "stop"),
+    (chat(stop=[""]), False, "bad_request", "stop"),
+    (chat(stop=["x" * 65]), False, "bad_request", "stop"),
+    (chat(stop=["a", "b", "c", "d", "e"]), False, "bad_request", "stop"),
     # Valid JSON, not text: a lone surrogate is refused before any engine sees it.
-    ('{"action": "chat", "prompt": "hi \\ud800"}', False, "bad_request"),
-    ('{"action": "chat", "prompt": "hi", "options": {"stop": ["\\udfff"]}}', False, "bad_request"),
+    ('{"action": "chat", "prompt": "hi \\ud800"}', False, "bad_request", UNICODE),
+    (
+        '{"action": "chat", "prompt": "hi", "options": {"stop": ["\\udfff"]}}',
+        False,
+        "bad_request",
+        UNICODE,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "is_base64", "code"), REFUSED)
-def test_refused(body, is_base64, code):
+@pytest.mark.parametrize(("body", "is_base64", "code", "names"), REFUSED)
+def test_refused(body, is_base64, code, names):
     with pytest.raises(ProtocolError) as refused:
         protocol.parse_client_message(body, is_base64=is_base64, limits=LIMITS)
     assert refused.value.code == code
     # A sentence for a person: no traceback, no Python repr.
     assert refused.value.message.endswith(".")
     assert "Traceback" not in refused.value.message
+    # It says what to fix, by the name the client sends it under.
+    assert names in refused.value.message
+    assert str(refused.value) == refused.value.message  # as it reads in a log
+
+
+def test_an_unknown_option_is_named_and_the_allowed_ones_listed():
+    with pytest.raises(ProtocolError) as refused:
+        protocol.parse_client_message(chat(top_k=5, max_tokens=3), limits=LIMITS)
+    assert refused.value.message == (
+        "Unknown option 'top_k'; allowed: max_tokens, temperature, top_p, stop."
+    )
 
 
 def test_too_large_names_the_limit():
@@ -137,7 +164,7 @@ def test_server_messages():
         "usage": {"prompt_tokens": 3, "completion_tokens": 4},
         "timing": {"init_ms": 0, "ttft_ms": 12, "tokens_per_s": 40.5},
     }
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'oops'"):
         protocol.done(
             "oops", prompt_tokens=0, completion_tokens=0, init_ms=0, ttft_ms=0, tokens_per_s=0
         )

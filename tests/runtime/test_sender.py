@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+import pytest
 
 from llambda import protocol
 from llambda.sender import MAX_DELTA_CHARS, ConnectionGone, StreamSender, connection_poster
@@ -15,15 +18,20 @@ def sender_for(connections, cid, **kwargs) -> StreamSender:
 
 
 def test_coalesces_in_order_and_flushes_at_close(connections):
+    # 200 tokens 1 ms apart on the sender's clock, each weighed by the sender before the
+    # next comes (a model slower than the network): the first goes at once, then at most
+    # one delta per 50 ms of the 200 ms, and what is left goes at close.
     cid = new_id()
     peer = connections.connect(cid)
-    connections.faults.latency_ms = 20  # posts are slower than tokens, as over the internet
-    sender = sender_for(connections, cid, coalesce_ms=50)
+    clock = SteppedClock()
+    sender = sender_for(connections, cid, coalesce_ms=50, clock=clock)
     sender.send(protocol.status("generating"))
     pieces = [f"t{i} " for i in range(200)]
     for piece in pieces:
+        reads = clock.reads
         sender.push(piece)
-        time.sleep(0.001)  # ~1000 tokens/s
+        clock.wait_reads(reads + 1)
+        clock.now += 0.001
     sender.close(
         protocol.done(
             "end", prompt_tokens=1, completion_tokens=200, init_ms=0, ttft_ms=1, tokens_per_s=1
@@ -35,7 +43,8 @@ def test_coalesces_in_order_and_flushes_at_close(connections):
     deltas = [m for m in messages if m["type"] == "delta"]
     assert [d["seq"] for d in deltas] == list(range(len(deltas)))
     assert "".join(d["text"] for d in deltas) == "".join(pieces)
-    assert 1 <= len(deltas) < len(pieces) / 4  # coalesced: far fewer posts than tokens
+    assert deltas[0]["text"] == "t0 "
+    assert 2 <= len(deltas) <= 1 + 200 // 50 + 1
     assert sender.posts == len(messages)
 
 
@@ -93,13 +102,25 @@ def test_other_failures_set_failed_not_gone(connections):
 
 
 def test_poster_raises_connection_gone(connections):
-    post = connection_poster(connections.client(), new_id())
+    cid = new_id()  # never connected: 410
+    with pytest.raises(ConnectionGone) as gone:
+        connection_poster(connections.client(), cid)(b"x")
+    assert gone.value.args == (cid,)  # which connection, for the log
+
+
+def test_close_waits_for_a_stuck_post_no_longer_than_its_timeout():
+    # A post that never returns (the network hangs) must not hold the reply past close's
+    # bound, or the invocation would run into its own deadline.
+    release = threading.Event()
+    sender = StreamSender(lambda data: release.wait(), coalesce_ms=0).start()
+    sender.push("stuck")
+    closer = threading.Thread(target=sender.close, kwargs={"timeout": 0.05})
+    closer.start()
+    closer.join(10)  # the bound only keeps a broken close from hanging the test
     try:
-        post(b"x")
-    except ConnectionGone:
-        pass
-    else:
-        raise AssertionError("expected ConnectionGone")
+        assert not closer.is_alive()  # returned while the post is still stuck
+    finally:
+        release.set()
 
 
 class SteppedClock:
@@ -108,10 +129,19 @@ class SteppedClock:
     def __init__(self, now: float = 100.0) -> None:
         self.now = now
         self.reads = 0
+        self._read = threading.Condition()
 
     def __call__(self) -> float:
-        self.reads += 1
+        with self._read:
+            self.reads += 1
+            self._read.notify_all()
         return self.now
+
+    def wait_reads(self, count: int, timeout: float = 10) -> None:
+        """Wait until the sender has read the clock `count` times in all (the bound only
+        keeps a broken sender from hanging)."""
+        with self._read:
+            self._read.wait_for(lambda: self.reads >= count, timeout)
 
 
 def wait_until(predicate, timeout: float = 10) -> None:
@@ -134,7 +164,7 @@ def test_text_waits_out_the_interval_and_joins_one_delta(connections):
     sender.push("c")
     # The sender looks at the clock each time it weighs "b": three looks mean it has
     # weighed the queued text at least twice and held it (the clock has not moved).
-    wait_until(lambda: clock.reads >= reads + 3)
+    clock.wait_reads(reads + 3)
     assert sender.posts == 1, peer.messages
     clock.now += 0.05  # the interval has passed: what waited goes as one delta
     wait_until(lambda: sender.posts == 2)

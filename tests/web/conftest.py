@@ -94,16 +94,26 @@ class PageErrors(list):
     """Uncaught exceptions and console errors from the page: a test fails if any appear."""
 
 
+# Where a paused page clock stands (any instant would do).
+CLOCK_START_MS = 1_800_000_000_000
+
+
 @pytest.fixture
 def open_page(browser) -> Iterator:
-    """open_page(url, **context_options) -> a Playwright page; errors are checked afterwards."""
+    """open_page(url, **context_options) -> a Playwright page; errors are checked afterwards.
+
+    With `paused_clock=True` the page's timers, `Date` and `performance.now()` are fakes
+    that stand still until the test moves them (`page.clock.run_for(ms)`)."""
     contexts = []
     errors = PageErrors()
 
-    def _open(url: str, **options):
+    def _open(url: str, *, paused_clock: bool = False, **options):
         context = browser.new_context(**options)
         contexts.append(context)
         page = context.new_page()
+        if paused_clock:
+            page.clock.install(time=CLOCK_START_MS)
+            page.clock.pause_at(CLOCK_START_MS)
         page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
         page.on(
             "console",
@@ -125,11 +135,6 @@ def open_page(browser) -> Iterator:
 def _expected_console_error(text: str) -> bool:
     # Chromium logs every refused WebSocket handshake; the reconnection tests cause them.
     return "WebSocket connection to" in text
-
-
-@pytest.fixture(scope="session")
-def update_screenshot() -> bool:
-    return os.environ.get("UPDATE_SCREENSHOT") == "1"
 
 
 class Twin:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-SCREENSHOT = DOCS / "screenshot.png"
-PHONE_SCREENSHOT = DOCS / "screenshot-phone-dark.png"
 FINISHED = re.compile(r"^(end|length)$")  # the model finished (or hit max_tokens) by itself
 LONG_PROMPT = "Write a very long story about a dragon who learns to bake bread."
 
@@ -204,41 +200,3 @@ def test_the_page_reconnects_after_the_server_restarts(own_twin, open_page):
         "data-reason", FINISHED, timeout=60000
     )
     assert page.locator(".message.prompt.queued").count() == 0
-
-
-def test_screenshots_of_a_finished_conversation(twin, open_page, update_screenshot):
-    """Writes docs/screenshot.png (desktop, light) and docs/screenshot-phone-dark.png when
-    UPDATE_SCREENSHOT=1; otherwise checks they exist."""
-    if not update_screenshot:
-        assert SCREENSHOT.stat().st_size > 10_000
-        assert PHONE_SCREENSHOT.stat().st_size > 10_000
-        return
-    page = _connected(
-        open_page(twin.http_url, viewport={"width": 1000, "height": 860}, color_scheme="light")
-    )
-    for prompt in ("List three fruits.", "Write one line of Python that prints hello."):
-        _send(page, prompt)
-        expect(page.locator(".message.reply").last).to_have_attribute(
-            "data-reason", FINISHED, timeout=60000
-        )
-    page.locator("#prompt").fill("Write a haiku about the sea.")
-    page.locator("#prompt").blur()
-    page.screenshot(path=str(SCREENSHOT))
-
-    phone = _connected(
-        open_page(
-            twin.http_url,
-            viewport={"width": 390, "height": 844},
-            device_scale_factor=2,
-            is_mobile=True,
-            has_touch=True,
-            color_scheme="dark",
-        )
-    )
-    phone.locator("#prompt").fill("Write a Python function that adds two numbers, in a code block.")
-    phone.locator("#send").tap()
-    expect(phone.locator(".message.reply")).to_have_attribute(
-        "data-reason", FINISHED, timeout=60000
-    )
-    phone.locator("#prompt").blur()
-    phone.screenshot(path=str(PHONE_SCREENSHOT))

@@ -113,29 +113,35 @@ def test_config_json_names_the_websocket_by_default(server, open_page):
 
 
 def test_a_cold_start_shows_model_loading_with_ticking_seconds(open_page):
-    """The scripted server announces a cold start; the page must count the seconds."""
+    """The scripted server announces a cold start; the page must count the seconds. The
+    page's clock stands still but when the test moves it, and the reply comes when the
+    test pushes it: nothing here waits on real time."""
 
     def script(message: dict) -> list[tuple[float, dict]]:
         if message.get("action") != "chat":
             return []
-        return [
-            (0, {"type": "status", "state": "loading"}),
-            (2.0, {"type": "status", "state": "generating"}),
-            (0.1, {"type": "delta", "text": "Hello.", "seq": 0}),
-            (0, {**_done(), "timing": {"init_ms": 1950, "ttft_ms": 40, "tokens_per_s": 80.0}}),
-        ]
+        return [(0, {"type": "status", "state": "loading"})]
 
     server = ScriptedChatServer(script)
     server.start()
     try:
-        page = open_page(server.http_url)
+        page = open_page(server.http_url, paused_clock=True)
         expect(page.locator("#status")).to_have_attribute("data-state", "connected")
         page.locator("#prompt").fill("hi")
         page.locator("#prompt").press("Enter")
         expect(page.locator("#status")).to_have_attribute("data-state", "loading")
         expect(page.locator("#status-text")).to_have_text("Model loading (cold start)…")
-        expect(page.locator("#status-clock")).to_have_text("0 s")
-        expect(page.locator("#status-clock")).to_have_text("1 s")
+        clock = page.locator("#status-clock")
+        expect(clock).to_have_text("0 s")
+        page.clock.run_for(999)
+        expect(clock).to_have_text("0 s")  # whole seconds: 0.999 s is still 0
+        page.clock.run_for(1)
+        expect(clock).to_have_text("1 s")
+        page.clock.run_for(1000)
+        expect(clock).to_have_text("2 s")
+        server.push({"type": "status", "state": "generating"})
+        server.push({"type": "delta", "text": "Hello.", "seq": 0})
+        server.push({**_done(), "timing": {"init_ms": 1950, "ttft_ms": 40, "tokens_per_s": 80.0}})
         expect(page.locator("#status")).to_have_attribute("data-state", "done")
         expect(page.locator(".message.reply .meta")).to_have_text(
             "model load 1.9 s · time to first token 40 ms · 80.0 tokens/s · 9 tokens"
