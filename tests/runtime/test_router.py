@@ -4,10 +4,14 @@ recording Lambda Invoke endpoint."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 
 import pytest
+from botocore.exceptions import ClientError
+
+from llambda.handlers import aws
 
 from .conftest import new_id
 
@@ -161,7 +165,11 @@ def test_a_chat_while_a_reply_runs_is_busy_and_changes_nothing(client, store, in
     client.send('{"action": "chat", "prompt": "one"}')
     reply_id = invokes.calls[0]["payload"]["replyId"]
     answer = client.send('{"action": "chat", "prompt": "two"}')
-    assert answer["code"] == "busy"
+    assert answer == {
+        "type": "error",
+        "code": "busy",
+        "message": "A reply is still running; wait for it or stop it.",
+    }
     assert len(invokes.calls) == 1
     assert store.get(client.cid)["replyId"] == {"S": reply_id}
 
@@ -197,7 +205,11 @@ def test_rate_limit(router, client, store, invokes, monkeypatch):
 def test_dispatch_failure_releases_the_lease_and_says_unavailable(client, store, invokes):
     invokes.faults.throttle_next = 10  # throttled beyond the SDK's retries
     answer = client.send('{"action": "chat", "prompt": "hi"}')
-    assert answer["code"] == "unavailable"
+    assert answer == {
+        "type": "error",
+        "code": "unavailable",
+        "message": "The model is unavailable; try again shortly.",
+    }
     assert "replyId" not in store.get(client.cid)
     invokes.faults.throttle_next = 0
     client.send('{"action": "chat", "prompt": "hi"}')
@@ -238,3 +250,118 @@ def test_the_dispatch_carries_the_history_so_the_reply_reads_no_table(client, st
     client.send('{"action": "chat", "prompt": "and then?"}')
     [call] = invokes.calls
     assert call["payload"]["history"] == turns and call["payload"]["epoch"] == 1
+
+
+class RecordingApis(aws.ManagementApis):
+    """The @connections clients, noting which API stage each answer was meant for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def client(self, url: str):
+        self.urls.append(url)
+        return super().client(url)
+
+
+def test_answers_and_dispatches_go_to_the_events_own_api_stage(
+    router, connections, store, invokes, monkeypatch
+):
+    # No local endpoint: the address is the event's own (`domainName` and `stage`). A chat
+    # that is dispatched sends the client nothing, so nothing is posted to it.
+    monkeypatch.delenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
+    apis = RecordingApis()
+    deps = dataclasses.replace(router.RouterDeps.from_environment(), connections=apis)
+    cid = new_id()
+    router.route(ws_event("$connect", cid, headers={}), deps)
+    router.route(ws_event("$default", cid, body='{"action": "chat", "prompt": "hi"}'), deps)
+    own = "https://abc.execute-api.us-east-1.amazonaws.com/dev"
+    assert apis.urls == [own]  # where the router's answers would go
+    assert invokes.calls[-1]["payload"]["callbackUrl"] == own  # where the reply's go
+
+
+def test_a_disconnect_sends_the_client_nothing(router, connections, store, context):
+    cid = new_id()
+    peer = connections.connect(cid)
+    router.handler(ws_event("$connect", cid, headers={}), context)
+    assert router.handler(ws_event("$disconnect", cid), context) == {"statusCode": 200}
+    assert peer.messages == []
+
+
+class FailingStore:
+    """The table answering 500 to everything, beyond the SDK's retries."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            error = {"Error": {"Code": "InternalServerError", "Message": "boom"}}
+            raise ClientError(error, name)
+
+        return fail
+
+
+def test_an_unexpected_failure_is_answered_plainly_and_still_200(router, invokes):
+    deps = dataclasses.replace(router.RouterDeps.from_environment(), store=FailingStore())
+    sent = []
+    event = ws_event("$default", new_id(), body='{"action": "chat", "prompt": "hi"}')
+    assert router.route(event, deps, sent.append) == {"statusCode": 200}
+    assert sent == [
+        {"type": "error", "code": "unavailable", "message": "Something went wrong; try again."}
+    ]
+    assert invokes.calls == []
+
+
+def test_an_answer_that_cannot_be_posted_is_logged_not_raised(client, connections, caplog):
+    connections.faults.fail_next = 10  # @connections answers 500 beyond the SDK's retries
+    before = len(client.peer.texts)
+    client.send('{"action": "ping"}')  # the handler still answers 200 (checked in send)
+    assert len(client.peer.texts) == before
+    assert any(r.getMessage() == "could not answer the client" for r in caplog.records)
+
+
+def _error_codes(output: str) -> list[str]:
+    """The `code` of each `Errors` metric the handler printed (CloudWatch EMF)."""
+    codes = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "Errors" in record:
+            codes.append(record.get("code"))
+    return codes
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [("{oops", "bad_json"), ('{"action": "chat", "prompt": ""}', "bad_request")],
+)
+def test_each_refusal_counts_one_error_with_its_code(client, capsys, body, code):
+    capsys.readouterr()
+    client.send(body)
+    assert _error_codes(capsys.readouterr().out) == [code]
+
+
+def test_busy_rate_limited_and_forbidden_are_counted_by_code(
+    router, client, invokes, capsys, monkeypatch, context
+):
+    client.send('{"action": "chat", "prompt": "one"}')
+    capsys.readouterr()
+    client.send('{"action": "chat", "prompt": "two"}')
+    assert _error_codes(capsys.readouterr().out) == ["busy"]
+    monkeypatch.setenv("MESSAGES_PER_MINUTE", "0")
+    router.DEPS.reset()
+    client.send('{"action": "chat", "prompt": "three"}')
+    assert _error_codes(capsys.readouterr().out) == ["rate_limited"]
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com")
+    router.DEPS.reset()
+    evil = ws_event("$connect", new_id(), headers={"Origin": "https://evil.example.net"})
+    router.handler(evil, context)
+    assert _error_codes(capsys.readouterr().out) == ["forbidden_origin"]
+    invokes.faults.throttle_next = 10
+    monkeypatch.setenv("MESSAGES_PER_MINUTE", "30")
+    router.DEPS.reset()
+    other = new_id()
+    router.handler(ws_event("$connect", other, headers={}), context)
+    capsys.readouterr()
+    router.handler(ws_event("$default", other, body='{"action": "chat", "prompt": "x"}'), context)
+    assert _error_codes(capsys.readouterr().out) == ["unavailable"]
