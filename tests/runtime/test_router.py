@@ -299,15 +299,17 @@ class FailingStore:
         return fail
 
 
-def test_an_unexpected_failure_is_answered_plainly_and_still_200(router, invokes):
+def test_an_unexpected_failure_is_answered_plainly_and_still_200(router, invokes, capsys):
     deps = dataclasses.replace(router.RouterDeps.from_environment(), store=FailingStore())
     sent = []
     event = ws_event("$default", new_id(), body='{"action": "chat", "prompt": "hi"}')
+    capsys.readouterr()
     assert router.route(event, deps, sent.append) == {"statusCode": 200}
     assert sent == [
         {"type": "error", "code": "unavailable", "message": "Something went wrong; try again."}
     ]
     assert invokes.calls == []
+    assert _error_codes(capsys.readouterr().out) == ["unavailable"]
 
 
 def test_an_answer_that_cannot_be_posted_is_logged_not_raised(client, connections, caplog):
