@@ -288,22 +288,18 @@ class ConnectionStore:
         """Save the finished reply's turns and free the connection in one write; True when
         the turns were saved. After a `reset` (the epoch moved on) the connection is freed
         and nothing saved; a lease that is no longer this reply's is left alone."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(connection_id),
-                UpdateExpression="SET history = :h REMOVE replyId, leaseUntil, stopRequested",
-                ConditionExpression=f"replyId = :r AND {_SAME_EPOCH}",
-                ExpressionAttributeValues={
-                    ":h": {"S": json.dumps(trim_history(turns, max_chars), ensure_ascii=False)},
-                    ":r": {"S": reply_id},
-                    ":e": {"N": str(epoch)},
-                    ":zero": {"N": "0"},
-                },
-            )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
+        saved = self._update(
+            connection_id,
+            UpdateExpression="SET history = :h REMOVE replyId, leaseUntil, stopRequested",
+            ConditionExpression=f"replyId = :r AND {_SAME_EPOCH}",
+            ExpressionAttributeValues={
+                ":h": {"S": json.dumps(trim_history(turns, max_chars), ensure_ascii=False)},
+                ":r": {"S": reply_id},
+                ":e": {"N": str(epoch)},
+                ":zero": {"N": "0"},
+            },
+        )
+        if saved is None:
             self.release_lease(connection_id, reply_id)
             return False
         return True

@@ -18,6 +18,8 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
+from llambda.sender import connection_poster
+
 T = TypeVar("T")
 
 # botocore's `total_max_attempts` counts the first try too: at most 3 calls per request.
@@ -99,3 +101,7 @@ class ManagementApis:
                     "apigatewaymanagementapi", endpoint_url=endpoint, config=CLIENT_CONFIG
                 )
             return self._clients[endpoint]
+
+    def poster(self, url: str, connection_id: str) -> Callable[[bytes], None]:
+        """`post(data)` to one connection of the API stage at `url`."""
+        return connection_poster(self.client(url), connection_id)

@@ -9,7 +9,6 @@ the connection takes a new chat at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ from llambda.connections import ConnectionStore
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
-from llambda.sender import ConnectionGone, connection_poster
+from llambda.sender import ConnectionGone
 from llambda.settings import DispatchFailureSettings
 
 
@@ -36,10 +35,6 @@ class DispatchFailureDeps:
             store=ConnectionStore(aws.dynamodb(), settings.table_name),
             connections=aws.ManagementApis(),
         )
-
-    def poster(self, dispatch: Dispatch) -> Callable[[bytes], None]:
-        client = self.connections.client(dispatch.callback_url)
-        return connection_poster(client, dispatch.connection_id)
 
 
 def failure_message(record: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +70,9 @@ def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
     count_error(message["code"])
     told = False
     try:
-        deps.poster(dispatch)(protocol.encode(message))
+        deps.connections.poster(dispatch.callback_url, dispatch.connection_id)(
+            protocol.encode(message)
+        )
         told = True
     except ConnectionGone:
         deps.store.delete(dispatch.connection_id)

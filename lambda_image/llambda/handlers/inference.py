@@ -32,7 +32,7 @@ from llambda.observability import (
     record_engine_load,
     record_reply,
 )
-from llambda.sender import StreamSender, connection_poster
+from llambda.sender import StreamSender
 from llambda.settings import InferenceSettings
 
 
@@ -112,6 +112,10 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
 class ReplyWatcher:
     """Polls the item every `poll_s` for a stop mark and renews the lease now and then."""
 
@@ -155,16 +159,13 @@ class ReplyWatcher:
                 ):
                     self._store.renew_lease(self._cid, self._reply_id, self._lease_seconds)
                     renewed = time.monotonic()
-            except ClientError as error:
+            except Exception as error:  # a failed poll is tried again, unless it always will
                 logger.exception("stop poll failed")
-                if error.response.get("Error", {}).get("Code") in PERMANENT_ERRORS:
+                if isinstance(error, ClientError) and _error_code(error) in PERMANENT_ERRORS:
                     self.failure = error
                     self.stopped = True
                     self._on_stop()
                     return
-                continue
-            except Exception:  # a failed poll must not end the reply; try again next time
-                logger.exception("stop poll failed")
                 continue
             if state is not ReplyState.RUN:
                 logger.info("reply asked to stop", extra={"state": state.value})
@@ -338,8 +339,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         api_request_id=dispatch.request_id,
     )
     deps = DEPS.get()
-    client = deps.connections.client(dispatch.callback_url)
     sender = StreamSender(
-        connection_poster(client, dispatch.connection_id), coalesce_ms=deps.settings.coalesce_ms
+        deps.connections.poster(dispatch.callback_url, dispatch.connection_id),
+        coalesce_ms=deps.settings.coalesce_ms,
     )
     return run_reply(dispatch, deps, sender).to_json()

@@ -21,7 +21,7 @@ from llambda.connections import Busy, ConnectionStore, RateLimited
 from llambda.dispatch import Dispatch
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
-from llambda.sender import ConnectionGone, connection_poster
+from llambda.sender import ConnectionGone
 from llambda.settings import RouterSettings
 
 OK = {"statusCode": 200}
@@ -166,7 +166,7 @@ def _callback_url(event: APIGatewayWebSocketEvent) -> str:
 def client_sender(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> Send:
     """Post messages back to this event's connection; a gone client's record is deleted."""
     connection_id = event.request_context.connection_id
-    post = connection_poster(deps.connections.client(_callback_url(event)), connection_id)
+    post = deps.connections.poster(_callback_url(event), connection_id)
 
     def send(message: dict[str, Any]) -> None:
         try:
