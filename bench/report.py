@@ -19,6 +19,14 @@ def _f(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _ms_by_label(hops: list[dict[str, Any]]) -> dict[str, float]:
+    """Each hop label's total (a label such as "router code" recurs along the path)."""
+    totals: dict[str, float] = {}
+    for hop in hops:
+        totals[hop["label"]] = totals.get(hop["label"], 0) + hop["ms"]
+    return totals
+
+
 def _waterfall(w: dict[str, Any] | None) -> list[str]:
     if not w:
         return []
@@ -40,12 +48,7 @@ def _waterfall(w: dict[str, Any] | None) -> list[str]:
         "| hop | locally | with AWS latencies |",
         "| --- | ---: | ---: |",
     ]
-    local_ms: dict[str, float] = {}
-    for hop in local["hops"]:
-        local_ms[hop["label"]] = local_ms.get(hop["label"], 0) + hop["ms"]
-    aws_ms: dict[str, float] = {}
-    for hop in aws["hops"]:
-        aws_ms[hop["label"]] = aws_ms.get(hop["label"], 0) + hop["ms"]
+    local_ms, aws_ms = _ms_by_label(local["hops"]), _ms_by_label(aws["hops"])
     for label in dict.fromkeys([*local_ms, *aws_ms]):
         out.append(f"| {label} | {_f(local_ms.get(label))} | {_f(aws_ms.get(label))} |")
     out += ["", "Injected into the twin for the AWS column:", ""]

@@ -17,8 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.client import RecordingClient
-from bench.workload import chat_message
+from bench.delivered import twin_reply
 from offline.cloud import OfflineCloud
 from offline.trace import AWS_CALL, FRAME, INVOKE, POST, RUN, Span, Trace
 
@@ -79,19 +78,6 @@ class Hop:
     @property
     def end_ms(self) -> float:
         return self.start_ms + self.ms
-
-
-def _reply(cloud: OfflineCloud, tokens: int) -> tuple[float, list[tuple[float, dict]]]:
-    client = RecordingClient(cloud.ws_url, origin=cloud.http_url.rstrip("/"))
-    try:
-        arrivals = client.expect_reply()
-        sent = time.perf_counter()
-        client.send(chat_message(tokens))
-        if not arrivals.done.wait(120):
-            raise TimeoutError(f"no `done` within 120 s; got {arrivals.final()}")
-    finally:
-        client.close()
-    return sent, arrivals.messages
 
 
 def _one(kind: str, spans: list[Span], after: float = 0.0) -> Span:
@@ -191,7 +177,8 @@ def measure(cloud: OfflineCloud, trace: Trace, *, tokens: int = 8, repeats: int 
                 cloud.faults.invoke.latency_ms = AWS_LATENCIES["invoke"].ms
                 cloud.faults.connections.latency_ms = AWS_LATENCIES["connections"].ms
             trace.clear()
-            sent, messages = _reply(cloud, tokens)
+            arrivals, sent = twin_reply(cloud, tokens)
+            messages = arrivals.messages
             runs.append(hops(sent, messages, _settled(trace, sent)))
         cloud.faults.reset()
         runs.sort(key=lambda run: run[1]["added_ms"])
