@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tests.offline.twin_helpers import chat, connect, diagnostics, receive
 
 
@@ -69,24 +71,16 @@ def assert_reply_saved(cloud, prompt, deltas, done, item):
     ], diagnostics(cloud)
 
 
-def test_dynamodb_throttling_during_the_reply_is_retried_and_the_turn_saved(cloud):
-    prompt = "Say hi. (throttled during the reply)"
+@pytest.mark.parametrize("fault", ["throttle", "server_error"])
+def test_dynamodb_faults_during_the_reply_are_retried_and_the_turn_saved(cloud, fault):
+    prompt = f"Say hi. ({fault} during the reply)"
     deltas, done, pong, injected_by_done, item = asyncio.run(
-        one_reply(cloud, prompt, 32, fault_the_inference_writes(cloud, "throttle"))
+        one_reply(cloud, prompt, 32, fault_the_inference_writes(cloud, fault))
     )
-    # The history save precedes `done`: both throttles hit the reply's own writes.
+    # The history save precedes `done`: both faults hit the reply's own writes.
     assert injected_by_done == 2, diagnostics(cloud)
     assert_reply_saved(cloud, prompt, deltas, done, item)
     assert pong == {"type": "pong"}
-
-
-def test_a_dynamodb_5xx_during_the_reply_is_retried_and_the_turn_saved(cloud):
-    prompt = "Say hi. (a 5xx during the reply)"
-    deltas, done, _, injected_by_done, item = asyncio.run(
-        one_reply(cloud, prompt, 32, fault_the_inference_writes(cloud, "server_error"))
-    )
-    assert injected_by_done == 2, diagnostics(cloud)
-    assert_reply_saved(cloud, prompt, deltas, done, item)
 
 
 def test_a_failed_delta_post_at_cloud_latency_is_retried_and_nothing_is_lost(cloud):
