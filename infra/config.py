@@ -56,13 +56,20 @@ class StageConfig:
     default_max_tokens: int = 256
     max_temperature: float = 2.0
     max_stop_sequences: int = 4
+    # Chats a minute per conversation
     messages_per_minute: int = 30
-    # Conversation memory kept in the connection item, trimmed oldest turn first
+    # Conversation memory kept in the conversation's item, trimmed oldest turn first
     history_max_chars: int = 6000
+    # A conversation is deleted this long after its last use
+    conversation_ttl_days: int = 7
 
     # Streaming
     coalesce_ms: int = 50
     stop_poll_ms: int = 250
+    # A reply whose client went away goes on this long, waiting for a client to attach
+    # (and polls for one every resume_poll_ms meanwhile, so a resume starts quickly).
+    reply_grace_seconds: int = 60
+    resume_poll_ms: int = 20
     lease_seconds: int = 60
     # API Gateway closes a WebSocket after 2 hours; the record lives a little longer
     connection_ttl_seconds: int = 2 * 3600 + 600
@@ -120,6 +127,7 @@ class StageConfig:
             "MESSAGES_PER_MINUTE": str(self.messages_per_minute),
             "LEASE_SECONDS": str(self.lease_seconds),
             "CONNECTION_TTL_SECONDS": str(self.connection_ttl_seconds),
+            "CONVERSATION_TTL_DAYS": str(self.conversation_ttl_days),
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
         }
 
@@ -135,7 +143,10 @@ class StageConfig:
             "HISTORY_MAX_CHARS": str(self.history_max_chars),
             "COALESCE_MS": str(self.coalesce_ms),
             "STOP_POLL_MS": str(self.stop_poll_ms),
+            "RESUME_POLL_MS": str(self.resume_poll_ms),
+            "REPLY_GRACE_SECONDS": str(self.reply_grace_seconds),
             "LEASE_SECONDS": str(self.lease_seconds),
+            "CONVERSATION_TTL_DAYS": str(self.conversation_ttl_days),
         }
         if access_key_secret_arn:
             env["ACCESS_KEY_SECRET_ARN"] = access_key_secret_arn
@@ -179,6 +190,11 @@ MEMORY_MB = (128, 10240)
 MAX_TIMEOUT_SECONDS = 900
 ASYNC_EVENT_AGE_SECONDS = (60, 21600)
 MODEL_SUFFIX = {"picollm": ".pllm", "llamacpp": ".gguf"}
+# DynamoDB's item size limit, and what a conversation's item holds besides its turns and
+# the running reply's prompt (ids, numbers, attribute names), with room to spare.
+DYNAMODB_ITEM_BYTES = 400 * 1024
+ITEM_OVERHEAD_BYTES = 4 * 1024
+UTF8_MAX_BYTES_PER_CHAR = 4
 
 
 def validation_problems(config: StageConfig) -> list[str]:
@@ -212,6 +228,20 @@ def validation_problems(config: StageConfig) -> list[str]:
         problems.append(
             f"dispatchMaxEventAgeSeconds is {age}; Lambda allows {low} to {high} seconds"
         )
+    item_bytes = (
+        UTF8_MAX_BYTES_PER_CHAR * (config.history_max_chars + config.max_prompt_chars)
+        + ITEM_OVERHEAD_BYTES
+    )
+    if item_bytes > DYNAMODB_ITEM_BYTES:
+        problems.append(
+            f"historyMaxChars + maxPromptChars is "
+            f"{config.history_max_chars + config.max_prompt_chars} characters: up to "
+            f"{item_bytes} bytes in a conversation's item, over DynamoDB's "
+            f"{DYNAMODB_ITEM_BYTES}"
+        )
+    for name in ("conversation_ttl_days", "reply_grace_seconds", "resume_poll_ms"):
+        if getattr(config, name) < 1:
+            problems.append(f"{_camel(name)} is {getattr(config, name)}; it must be 1 or more")
     suffix = MODEL_SUFFIX.get(config.engine)
     if suffix is None:
         problems.append(f"engine must be picollm or llamacpp, not {config.engine!r}")
@@ -247,6 +277,7 @@ PROD = StageConfig(
     retain_data=True,
     point_in_time_recovery=True,
     log_retention_days=90,
+    conversation_ttl_days=30,
 )
 
 STAGES: dict[str, StageConfig] = {c.stage_name: c for c in (DEV, PROD)}

@@ -1,4 +1,5 @@
-"""The DynamoDB table that holds one item per live WebSocket connection."""
+"""The stack's DynamoDB table: one item per live WebSocket connection and one per
+conversation (a single-table design; lambda_image/llambda/table.py reads it)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from constructs import Construct
 
 from infra.config import StageConfig
 
-PARTITION_KEY = "connectionId"
+PARTITION_KEY = "pk"
 TTL_ATTRIBUTE = "expiresAt"
 
 
 class ConnectionTable(Construct):
-    """Partition key `connectionId`, TTL `expiresAt`, on-demand; retained where data matters."""
+    """Partition key `pk` (a typed id: `connection#…` or `conversation#…`), TTL `expiresAt`,
+    on-demand; retained where data matters."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
@@ -38,8 +40,9 @@ class ConnectionTable(Construct):
                 cdk.Acknowledgment(
                     id="AwsSolutions-DDB3",
                     reason=(
-                        f"{config.stage_name} keeps only short-lived connection records that "
-                        "expire within hours; point-in-time recovery is enabled where "
+                        f"{config.stage_name} keeps connection records that expire within "
+                        f"hours and conversations that expire {config.conversation_ttl_days} "
+                        "days after their last use; point-in-time recovery is enabled where "
                         "pointInTimeRecovery=true (Prod)."
                     ),
                 )

@@ -5,7 +5,8 @@ inference function reads it with `from_event`, and so does the dispatch-failure 
 which gets it back as the failure record's `requestPayload`.
 
 It carries the conversation as the router's lease-taking write returned it, so the reply
-starts without reading the table again. The history is bounded by the stage's
+starts without reading the table again, and the attachment it was admitted under, so the
+reply notices a client that attaches from another connection. The history is bounded by the stage's
 `historyMaxChars`, far below the 256 KB of an asynchronous payload; the lease keeps the
 snapshot current (no other reply can change it meanwhile), and a `reset` meanwhile bumps
 the epoch, so the reply's save is refused.
@@ -26,7 +27,8 @@ class MalformedDispatch(ValueError):
 
 @dataclass(frozen=True)
 class Dispatch:
-    connection_id: str
+    connection_id: str  # where the reply streams, until another connection attaches
+    conversation_id: str
     reply_id: str
     request_id: str  # API Gateway's id of the frame that asked, to join the logs
     callback_url: str  # the @connections endpoint of the client's API stage
@@ -35,10 +37,12 @@ class Dispatch:
     dispatched_at_ms: int
     history: tuple[Message, ...] = ()  # the conversation before this prompt
     epoch: int = 0  # the history's reset count, for the conditional save
+    attach_count: int = 0  # the conversation's attaches when the chat was admitted
 
     def to_event(self) -> dict[str, Any]:
         return {
             "connectionId": self.connection_id,
+            "conversationId": self.conversation_id,
             "replyId": self.reply_id,
             "requestId": self.request_id,
             "callbackUrl": self.callback_url,
@@ -52,6 +56,7 @@ class Dispatch:
             "dispatchedAt": self.dispatched_at_ms,
             "history": list(self.history),
             "epoch": self.epoch,
+            "attachCount": self.attach_count,
         }
 
     @classmethod
@@ -63,6 +68,7 @@ class Dispatch:
             options = event["options"]
             return cls(
                 connection_id=_text(event["connectionId"]),
+                conversation_id=_text(event["conversationId"]),
                 reply_id=_text(event["replyId"]),
                 request_id=str(event.get("requestId", "")),
                 callback_url=_text(event["callbackUrl"]),
@@ -76,6 +82,7 @@ class Dispatch:
                 dispatched_at_ms=int(event.get("dispatchedAt") or 0),
                 history=tuple(valid_turns(event.get("history", []))),
                 epoch=int(event.get("epoch") or 0),
+                attach_count=int(event.get("attachCount") or 0),
             )
         except KeyError as missing:
             raise MalformedDispatch(f"no {missing.args[0]}") from None

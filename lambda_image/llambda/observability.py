@@ -1,7 +1,8 @@
 """Structured logs and EMF metrics (Powertools). Module-level, one per process.
 
-Logs carry `connection_id` and `reply_id` (appended per event) and the Lambda request id
-(`inject_lambda_context`). Never log prompts, replies, tokens or keys: only sizes and ids.
+Logs carry `connection_id`, `conversation` and `reply_id` (appended per event) and the
+Lambda request id (`inject_lambda_context`). Never log prompts, replies, tokens or keys:
+only sizes and ids, and a conversation id (a capability) only by its first characters.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ STAGE = os.environ.get(STAGE_VARIABLE, "local")
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "llambda"))
 metrics = Metrics(namespace=NAMESPACE)
 metrics.set_default_dimensions(stage=STAGE)
+
+
+# Enough to join one conversation's log lines, far too little to use it (the id has 192
+# random bits; these 6 characters hold 36).
+LOGGED_ID_CHARS = 6
+
+
+def log_safe(conversation_id: str) -> str:
+    """The part of a conversation id that may be logged."""
+    return conversation_id[:LOGGED_ID_CHARS] + "…"
 
 
 def _dimensions() -> dict[str, str]:

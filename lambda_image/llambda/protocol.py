@@ -20,8 +20,18 @@ ENGINE_ERROR = "engine_error"
 # an operator's problem that retrying now will not fix, unlike most engine errors.
 ACTIVATION_LIMIT = "activation_limit"
 UNAVAILABLE = "unavailable"
+# The conversation id is unknown, expired or forgotten.
+NOT_FOUND = "not_found"
+# chat/stop/reset for a conversation attached to another connection: attach it first.
+NOT_ATTACHED = "not_attached"
 
-ACTIONS = ("chat", "stop", "reset", "ping")
+ACTIONS = ("chat", "attach", "history", "forget", "stop", "reset", "ping")
+# Conversation ids are the server's `secrets.token_urlsafe` output; anything else is
+# refused before it reaches the table.
+CONVERSATION_ID_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
+MAX_CONVERSATION_ID_CHARS = 64
 OPTION_KEYS = ("max_tokens", "temperature", "top_p", "stop")
 MAX_STOP_CHARS = 64
 # Done reasons: the model finished, max_tokens reached, a stop sequence matched,
@@ -62,16 +72,38 @@ class ChatOptions:
 class Chat:
     prompt: str
     options: ChatOptions
+    conversation: str | None = None  # None: start a new conversation
     action: str = field(default="chat", init=False)
 
 
 @dataclass(frozen=True)
+class Attach:
+    conversation: str
+    seq: int = -1  # the last delta the client has of the running reply
+    action: str = field(default="attach", init=False)
+
+
+@dataclass(frozen=True)
+class FetchHistory:
+    conversation: str
+    action: str = field(default="history", init=False)
+
+
+@dataclass(frozen=True)
+class Forget:
+    conversation: str
+    action: str = field(default="forget", init=False)
+
+
+@dataclass(frozen=True)
 class Stop:
+    conversation: str
     action: str = field(default="stop", init=False)
 
 
 @dataclass(frozen=True)
 class Reset:
+    conversation: str
     action: str = field(default="reset", init=False)
 
 
@@ -80,7 +112,7 @@ class Ping:
     action: str = field(default="ping", init=False)
 
 
-ClientMessage = Chat | Stop | Reset | Ping
+ClientMessage = Chat | Attach | FetchHistory | Forget | Stop | Reset | Ping
 
 
 def parse_client_message(
@@ -100,13 +132,45 @@ def parse_client_message(
     action = data.get("action")
     if action not in ACTIONS or not isinstance(action, str):
         raise ProtocolError(UNKNOWN_ACTION, f"Unknown action; use one of: {', '.join(ACTIONS)}.")
-    if action == "stop":
-        return Stop()
-    if action == "reset":
-        return Reset()
     if action == "ping":
         return Ping()
-    return Chat(prompt=_prompt(data.get("prompt"), limits), options=_options(data, limits))
+    if action == "chat":
+        conversation = data.get("conversation")
+        return Chat(
+            prompt=_prompt(data.get("prompt"), limits),
+            options=_options(data, limits),
+            conversation=None if conversation is None else _conversation(conversation),
+        )
+    conversation = _conversation(data.get("conversation"))
+    if action == "attach":
+        return Attach(conversation=conversation, seq=_seq(data.get("seq")))
+    if action == "history":
+        return FetchHistory(conversation=conversation)
+    if action == "forget":
+        return Forget(conversation=conversation)
+    if action == "stop":
+        return Stop(conversation=conversation)
+    return Reset(conversation=conversation)
+
+
+def _conversation(value: object) -> str:
+    if value is None:
+        raise ProtocolError(BAD_REQUEST, "conversation is required: the id the server issued.")
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS
+        or not CONVERSATION_ID_CHARS.issuperset(value)
+    ):
+        raise ProtocolError(BAD_REQUEST, "conversation must be an id the server issued.")
+    return value
+
+
+def _seq(value: object) -> int:
+    if value is None:
+        return -1
+    if not _is_int(value) or value < -1:
+        raise ProtocolError(BAD_REQUEST, "seq must be a whole number of at least -1.")
+    return int(value)
 
 
 def _prompt(value: object, limits: Limits) -> str:
@@ -236,6 +300,47 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 def pong() -> dict[str, Any]:
     return {"type": "pong"}
+
+
+def conversation_started(conversation_id: str) -> dict[str, Any]:
+    """Tells the client the id of the conversation its `chat` started."""
+    return {"type": "conversation", "id": conversation_id}
+
+
+def in_conversation(message: dict[str, Any], conversation_id: str) -> dict[str, Any]:
+    """A reply's message, marked with its conversation."""
+    return {**message, "conversation": conversation_id}
+
+
+def attached(
+    conversation_id: str,
+    turns: list[dict[str, str]],
+    *,
+    running_prompt: str | None,
+    interrupted: bool,
+) -> dict[str, Any]:
+    """Answers `attach`: the stored turns, the running reply's prompt (or None), and whether
+    the last reply was cut because no client came back in time."""
+    return {
+        "type": "attached",
+        "conversation": conversation_id,
+        "turns": turns,
+        "reply": None if running_prompt is None else {"prompt": running_prompt},
+        "interrupted": interrupted,
+    }
+
+
+def history(conversation_id: str, turns: list[dict[str, str]]) -> dict[str, Any]:
+    return {"type": "history", "conversation": conversation_id, "turns": turns}
+
+
+def forgotten(conversation_id: str) -> dict[str, Any]:
+    return {"type": "forgotten", "conversation": conversation_id}
+
+
+def detached(conversation_id: str) -> dict[str, Any]:
+    """Another connection attached the conversation: its replies no longer come here."""
+    return {"type": "detached", "conversation": conversation_id}
 
 
 def reset_done(*, stopped: bool) -> dict[str, Any]:

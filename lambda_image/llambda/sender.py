@@ -2,9 +2,13 @@
 
 A background thread posts, in order: control messages (status, error, done) as they come,
 and the text pushed meanwhile as coalesced `delta`s, at most one post per `coalesce_ms`
-while tokens flow and everything left at once when the reply closes. A post the client
-cannot receive any more (`GoneException`) sets `gone`, so generation stops at its next
-token; any other failure sets `failed` (after the SDK's own bounded retries).
+while tokens flow and everything left at once when the reply closes.
+
+Every delta is kept, so the reply can resume elsewhere: a post the client cannot receive
+any more (`GoneException`) leaves the sender `detached` (generation goes on, deltas are
+kept, nothing is posted), and `retarget` points it at the newly attached connection, which
+first gets the kept deltas after the ones it has, then the rest as it comes. Any other
+post failure sets `failed` (after the SDK's own bounded retries), and generation stops.
 """
 
 from __future__ import annotations
@@ -46,26 +50,55 @@ class _Text:
         self.parts = [text]
 
 
+class _Replay:
+    """Post the kept deltas from `first_seq` on (to a newly attached connection)."""
+
+    __slots__ = ("first_seq",)
+
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq
+
+
 class StreamSender:
     def __init__(
         self,
         post: Callable[[bytes], None],
         *,
+        conversation_id: str,
         coalesce_ms: float = 50,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._post = post
+        self._conversation_id = conversation_id
         self._interval = coalesce_ms / 1000
         self._clock = clock
-        self._items: deque[_Text | dict[str, Any]] = deque()
+        self._items: deque[_Text | _Replay | dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="stream-sender", daemon=True)
         self._last_post = -1e9
-        self.seq = 0  # the next delta's seq
+        self.deltas: list[str] = []  # every delta's text, by seq (the next seq is its length)
         self.posts = 0
-        self.gone = False
+        self.detached_since: float | None = None  # when a post found the client gone
         self.failed = False
+        # A retarget's replay is queued: new deltas are kept and left to it, or a delta
+        # cut while the target changed would reach the new client twice.
+        self._replay_pending = False
+
+    @property
+    def seq(self) -> int:
+        """The next delta's seq."""
+        return len(self.deltas)
+
+    @property
+    def detached(self) -> bool:
+        """No client is attached: deltas are kept, not posted."""
+        return self.detached_since is not None
+
+    def detached_seconds(self) -> float:
+        """How long no client has been attached (0 while one is)."""
+        since = self.detached_since
+        return 0.0 if since is None else self._clock() - since
 
     # Called by the generating thread -------------------------------------------------
 
@@ -75,8 +108,21 @@ class StreamSender:
 
     @property
     def broken(self) -> bool:
-        """The client cannot be reached: stop generating."""
-        return self.gone or self.failed
+        """Posting failed for good: stop generating."""
+        return self.failed
+
+    def retarget(self, post: Callable[[bytes], None], *, seen_seq: int) -> None:
+        """Stream to another connection from now on: first the kept deltas after
+        `seen_seq`, then whatever comes next. The old target gets nothing more."""
+        with self._cond:
+            self._post = post
+            self.detached_since = None
+            # One replay, before anything queued (queued text has later seqs than every
+            # kept delta), to the newest target only.
+            self._items = deque(i for i in self._items if not isinstance(i, _Replay))
+            self._items.appendleft(_Replay(max(seen_seq + 1, 0)))
+            self._replay_pending = True
+            self._cond.notify()
 
     def push(self, text: str) -> None:
         """Queue generated text; returns at once."""
@@ -108,7 +154,7 @@ class StreamSender:
 
     # The sender thread -----------------------------------------------------------------
 
-    def _next(self) -> _Text | dict[str, Any] | None:
+    def _next(self) -> _Text | _Replay | dict[str, Any] | None:
         with self._cond:
             while True:
                 if self.broken:
@@ -133,10 +179,21 @@ class StreamSender:
             if isinstance(item, _Text):
                 text = "".join(item.parts)
                 for start in range(0, len(text), MAX_DELTA_CHARS):
-                    self._send(protocol.delta(text[start : start + MAX_DELTA_CHARS], self.seq))
-                    self.seq += 1
+                    with self._cond:
+                        seq = len(self.deltas)
+                        self.deltas.append(text[start : start + MAX_DELTA_CHARS])
+                        left_to_replay = self._replay_pending
+                    if not left_to_replay:
+                        self._send(protocol.delta(self.deltas[seq], seq))
                 # Only deltas pace deltas: the first text after `status` goes at once.
                 self._last_post = self._clock()
+            elif isinstance(item, _Replay):
+                logger.info("resuming the reply", extra={"from_seq": item.first_seq})
+                with self._cond:
+                    self._replay_pending = False
+                # Only this thread adds deltas, so the range cannot grow meanwhile.
+                for seq in range(item.first_seq, len(self.deltas)):
+                    self._send(protocol.delta(self.deltas[seq], seq))
             else:
                 self._send(item)
             if self.broken:
@@ -145,13 +202,17 @@ class StreamSender:
             self._items.clear()
 
     def _send(self, message: dict[str, Any]) -> None:
-        if self.broken:
+        with self._cond:
+            post = None if self.broken or self.detached else self._post
+        if post is None:
             return
         try:
-            self._post(protocol.encode(message))
+            post(protocol.encode(protocol.in_conversation(message, self._conversation_id)))
         except ConnectionGone:
-            logger.info("client gone; stopping the reply")
-            self.gone = True
+            with self._cond:
+                if post is self._post:  # not retargeted meanwhile
+                    logger.info("client gone; keeping the reply for a resume")
+                    self.detached_since = self._clock()
         except Exception:  # retried by the SDK already: the reply cannot reach the client
             logger.exception("posting to the client failed", extra={"type": message["type"]})
             self.failed = True

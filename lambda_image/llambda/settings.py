@@ -65,7 +65,17 @@ class TableSettings(FunctionSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RouterSettings(TableSettings):
+class ConversationSettings(TableSettings):
+    conversation_ttl_days: int = env_field("CONVERSATION_TTL_DAYS", 7)
+
+    @property
+    def conversation_ttl_seconds(self) -> int:
+        """A conversation is kept this long after its last use (its item's TTL)."""
+        return self.conversation_ttl_days * 86_400
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterSettings(ConversationSettings):
     inference_function: str = env_field("INFERENCE_FUNCTION", "")
     max_prompt_chars: int = env_field("MAX_PROMPT_CHARS", 8000)
     max_tokens_cap: int = env_field("MAX_TOKENS_CAP", 512)
@@ -89,12 +99,14 @@ class RouterSettings(TableSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class InferenceSettings(TableSettings):
+class InferenceSettings(ConversationSettings):
     engine: str = env_field("ENGINE", "picollm")
     model_path: str = env_field("MODEL_PATH", "/opt/models/model.pllm")
     history_max_chars: int = env_field("HISTORY_MAX_CHARS", 6000)
     coalesce_ms: int = env_field("COALESCE_MS", 50)
     stop_poll_ms: int = env_field("STOP_POLL_MS", 250)
+    resume_poll_ms: int = env_field("RESUME_POLL_MS", 20)
+    reply_grace_seconds: int = env_field("REPLY_GRACE_SECONDS", 60)
     lease_seconds: int = env_field("LEASE_SECONDS", 60)
     access_key_secret_arn: str | None = env_field("ACCESS_KEY_SECRET_ARN")
 

@@ -1,15 +1,17 @@
-"""The connection table: keys, TTL, billing, and what survives a teardown."""
+"""The table: keys, TTL, billing, and what survives a teardown."""
 
 from infra.stateful_stack import CONNECTION_TABLE_LOGICAL_ID
+from llambda.table import PARTITION_KEY
 
 
 def test_key_schema_ttl_and_on_demand_billing(stateful):
+    # The key the runtime's stores write (single-table: `connection#…`, `conversation#…`).
     stateful.resource_count_is("AWS::DynamoDB::Table", 1)
     stateful.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
-            "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "connectionId", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
             "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
             "BillingMode": "PAY_PER_REQUEST",
         },

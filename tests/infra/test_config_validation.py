@@ -29,6 +29,14 @@ from tests.infra.conftest import synthesize
         ({"engine": "tensorflow"}, "engine must be picollm or llamacpp"),
         ({"reservedConcurrency": "two"}, "reservedConcurrency must be a whole number, not 'two'"),
         ({"requireToken": "yes"}, "requireToken must be true or false"),
+        # 4 bytes a character: 4 x (93,377 + 8,000) + 4 KB is 4 bytes over DynamoDB's item.
+        (
+            {"historyMaxChars": "93377"},
+            "historyMaxChars + maxPromptChars is 101377 characters: up to 409604 bytes",
+        ),
+        ({"conversationTtlDays": "0"}, "conversationTtlDays is 0; it must be 1 or more"),
+        ({"replyGraceSeconds": "0"}, "replyGraceSeconds is 0; it must be 1 or more"),
+        ({"resumePollMs": "0"}, "resumePollMs is 0; it must be 1 or more"),
     ],
 )
 def test_a_setting_that_cannot_deploy_names_its_key_and_rule(context, words):
@@ -44,6 +52,9 @@ def test_every_problem_of_a_stage_is_reported_at_once():
 
 
 def test_the_bounds_themselves_are_accepted():
+    # The largest history that fits beside the largest prompt: 4 x (93,376 + 8,000) + 4 KB
+    # is exactly DynamoDB's 409,600 bytes.
+    assert stage_configs({"historyMaxChars": "93376"})["Prod"].history_max_chars == 93376
     configs = stage_configs(
         {
             "inferenceMemoryMb": "128",

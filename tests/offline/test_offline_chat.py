@@ -13,9 +13,13 @@ import websockets
 from offline.cloud import OfflineCloud
 from tests.offline.twin_helpers import (
     LOCAL_ENVIRONMENT,
+    act,
+    attach,
     chat,
     connect,
+    conversation_of,
     diagnostics,
+    first_delta,
     receive,
     until_done,
 )
@@ -60,9 +64,8 @@ def test_stop_ends_a_running_reply(cloud):
     async def scenario():
         async with connect(cloud) as ws:
             await chat(ws, LONG_PROMPT, max_tokens=512)
-            while (await receive(ws))["type"] != "delta":
-                pass
-            await ws.send(json.dumps({"action": "stop"}))
+            await first_delta(ws)
+            await act(ws, "stop")
             return await until_done(ws)
 
     _, done = run(scenario())
@@ -75,8 +78,7 @@ def test_a_second_chat_during_a_reply_is_busy_and_the_first_completes(cloud):
     async def scenario():
         async with connect(cloud) as ws:
             await chat(ws, LONG_PROMPT, max_tokens=96)
-            while (await receive(ws))["type"] != "delta":
-                pass
+            await first_delta(ws)
             await chat(ws, "And another thing?")
             seen = []
             while True:
@@ -99,10 +101,11 @@ def test_turns_are_kept_and_reset_forgets_them(cloud):
                 _, done = await until_done(ws)
                 assert done["type"] == "done", done
             [item] = [i for i in items(cloud) if "Ada" in i.get("history", "")]
+            assert item["pk"] == "conversation#" + conversation_of(ws)
             history = json.loads(item["history"])
-            await ws.send(json.dumps({"action": "reset"}))
+            await act(ws, "reset")
             assert await receive(ws) == {"type": "reset", "stopped": False}
-            cleared = cloud.table().get_item(Key={"connectionId": item["connectionId"]})["Item"]
+            cleared = cloud.table().get_item(Key={"pk": item["pk"]})["Item"]
             return history, json.loads(cleared["history"])
 
     history, after_reset = run(scenario())
@@ -236,41 +239,115 @@ def test_a_stage_without_required_token_has_no_authorizer(cloud):
     assert run(scenario()) == {"type": "pong"}
 
 
-def gone_replies(inference) -> list[dict]:
-    """The inference function's "client gone mid-reply" log records, oldest first."""
+def kept_replies(inference) -> list[dict]:
+    """The inference function's "reply ended with no client attached" records, oldest first."""
     return [
-        json.loads(line) for line in list(inference.output) if '"client gone mid-reply"' in line
+        json.loads(line)
+        for line in list(inference.output)
+        if '"reply ended with no client attached"' in line
     ]
 
 
-def test_a_client_that_leaves_mid_reply_stops_it_and_the_next_is_served(cloud):
+def test_a_reply_goes_on_when_its_client_leaves_and_is_kept_whole(cloud):
     inference = cloud.function("Inference")
-    gone_before = len(gone_replies(inference))
+    kept_before = len(kept_replies(inference))
 
     async def leave_mid_reply():
         async with connect(cloud) as ws:
-            await chat(ws, LONG_PROMPT, max_tokens=512)
-            while (await receive(ws))["type"] != "delta":
-                pass
+            await chat(ws, LONG_PROMPT, max_tokens=96)
+            first = await first_delta(ws)
             connection_id = cloud.connections.ids()[-1]
-        return connection_id
+            return conversation_of(ws), first, connection_id
 
-    connection_id = run(leave_mid_reply())
-    assert wait_for(lambda: not any(i["connectionId"] == connection_id for i in items(cloud)))
-    # The generation stopped: the reply ended as `gone`, short of the 512 tokens asked for
-    # (a reply that ran to its end would log "reply done" instead).
-    assert wait_for(lambda: len(gone_replies(inference)) > gone_before, timeout=120), diagnostics(
+    conversation, first, connection_id = run(leave_mid_reply())
+    # $disconnect deletes the connection's record; the conversation stays.
+    assert wait_for(lambda: all(i["pk"] != "connection#" + connection_id for i in items(cloud)))
+    # The reply ran to its end with nobody attached and was saved, not dropped.
+    assert wait_for(lambda: len(kept_replies(inference)) > kept_before, timeout=120), diagnostics(
         cloud
     )
-    assert gone_replies(inference)[-1]["tokens"] < 512
+    assert kept_replies(inference)[-1]["tokens"] > 1
 
-    async def next_client():
+    async def come_back():
         async with connect(cloud) as ws:
-            await chat(ws, "Say hi.", max_tokens=16)
-            return await until_done(ws)
+            return await attach(ws, conversation, seq=first["seq"])
 
-    _, done = run(next_client())
+    attached = run(come_back())
+    assert attached["reply"] is None and attached["interrupted"] is False
+    assert [t["role"] for t in attached["turns"]] == ["user", "assistant"]
+    assert attached["turns"][1]["content"].startswith(first["text"])
+
+
+def test_a_dropped_reply_resumes_on_another_connection_without_gaps_or_duplicates(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await chat(ws, LONG_PROMPT, max_tokens=400)
+            seen = [await first_delta(ws)]
+            seen.append(await receive(ws))  # a second delta: the client has seq 0 and 1
+            conversation = conversation_of(ws)
+        # The drop: the reply goes on. A new connection attaches with what it has.
+        async with connect(cloud) as ws:
+            answer = await attach(ws, conversation, seq=seen[-1]["seq"])
+            rest, done = await until_done(ws)
+            return conversation, seen, answer, rest, done
+
+    conversation, seen, answer, rest, done = run(scenario())
+    assert seen[1]["type"] == "delta", seen
+    assert done["type"] == "done", (done, diagnostics(cloud))
+    assert done["conversation"] == conversation
+    # 400 tokens take seconds; the reconnect takes milliseconds.
+    assert answer["reply"] == {"prompt": LONG_PROMPT}, answer
+    deltas = seen + rest
+    assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+    assert all(d["conversation"] == conversation for d in deltas)
+    saved = json.loads(
+        cloud.table().get_item(Key={"pk": "conversation#" + conversation})["Item"]["history"]
+    )
+    assert saved[-1]["content"] == "".join(d["text"] for d in deltas)
+
+
+def test_the_newest_attach_wins_and_the_older_connection_is_told(cloud):
+    async def scenario():
+        async with connect(cloud) as first, connect(cloud) as second:
+            await chat(first, "Say hi.", max_tokens=8)
+            await until_done(first)
+            conversation = conversation_of(first)
+            await attach(second, conversation)
+            told = await receive(first)
+            await chat(first, "Still here?", max_tokens=8)
+            refused = await receive(first)
+            await chat(second, "Say bye.", max_tokens=8)
+            _, done = await until_done(second)
+            return conversation, told, refused, done
+
+    conversation, told, refused, done = run(scenario())
+    assert told == {"type": "detached", "conversation": conversation}
+    assert refused["type"] == "error" and refused["code"] == "not_attached"
     assert done["type"] == "done"
+
+
+def test_history_forget_and_an_unknown_conversation(cloud):
+    async def scenario():
+        async with connect(cloud) as ws:
+            await chat(ws, "My name is Ada.", max_tokens=8)
+            await until_done(ws)
+            await act(ws, "history")
+            history = await receive(ws)
+            await act(ws, "forget")
+            forgotten = await receive(ws)
+            await act(ws, "history")
+            after = await receive(ws)
+            await chat(ws, "What is my name?")
+            chat_after = await receive(ws)
+            return conversation_of(ws), history, forgotten, after, chat_after
+
+    conversation, history, forgotten, after, chat_after = run(scenario())
+    assert history["type"] == "history" and history["conversation"] == conversation
+    assert history["turns"][0] == {"role": "user", "content": "My name is Ada."}
+    assert forgotten == {"type": "forgotten", "conversation": conversation}
+    assert after["type"] == "error" and after["code"] == "not_found"
+    assert chat_after["type"] == "error" and chat_after["code"] == "not_found"
+    assert not any(i["pk"] == "conversation#" + conversation for i in items(cloud))
 
 
 def test_eight_clients_at_once_each_get_only_their_own_reply(cloud):

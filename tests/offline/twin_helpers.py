@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -70,25 +71,73 @@ async def receive(ws: Any, timeout: float = 60) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
+# The conversation each test connection is in, as the server issued it (the next chat on
+# that connection continues it).
+_CONVERSATIONS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def conversation_of(ws: Any) -> str:
+    return _CONVERSATIONS[ws]
+
+
+def join(ws: Any, conversation: str) -> None:
+    """Chats on `ws` continue `conversation` from now on (after an `attach`)."""
+    _CONVERSATIONS[ws] = conversation
+
+
 async def until_done(ws: Any, timeout: float = 90) -> tuple[list[dict], dict]:
     """Every message up to the reply's end: (deltas, the final done or error)."""
     deltas: list[dict] = []
     async with asyncio.timeout(timeout):
         while True:
             message = await receive(ws, timeout)
-            if message.get("type") == "delta":
+            kind = message.get("type")
+            if kind == "conversation":
+                join(ws, message["id"])
+            elif kind == "delta":
                 deltas.append(message)
-            elif message.get("type") in ("done", "error"):
+            elif kind in ("done", "error"):
                 return deltas, message
-            elif message.get("type") != "status":
+            elif kind != "status":
                 raise AssertionError(f"unexpected message {message}")
 
 
+async def first_delta(ws: Any, timeout: float = 90) -> dict[str, Any]:
+    """Wait for the running reply's first delta (noting the conversation it is in)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await receive(ws, timeout)
+            if message.get("type") == "conversation":
+                join(ws, message["id"])
+            elif message.get("type") == "delta":
+                return message
+
+
 async def chat(ws: Any, prompt: str, **options: Any) -> None:
+    """Ask on `ws`, in its conversation (a new one on its first chat)."""
     message: dict[str, Any] = {"action": "chat", "prompt": prompt}
+    if ws in _CONVERSATIONS:
+        message["conversation"] = _CONVERSATIONS[ws]
     if options:
         message["options"] = options
     await ws.send(json.dumps(message))
+
+
+async def act(ws: Any, action: str, **fields: Any) -> None:
+    """Send `action` for the connection's conversation (stop, reset, history, forget…)."""
+    await ws.send(json.dumps({"action": action, "conversation": _CONVERSATIONS[ws], **fields}))
+
+
+async def attach(ws: Any, conversation: str, seq: int | None = None) -> dict[str, Any]:
+    """Attach `conversation` to `ws`; the `attached` answer."""
+    message: dict[str, Any] = {"action": "attach", "conversation": conversation}
+    if seq is not None:
+        message["seq"] = seq
+    await ws.send(json.dumps(message))
+    answer = await receive(ws)
+    assert answer["type"] == "attached", answer
+    join(ws, conversation)
+    return answer
 
 
 def diagnostics(cloud: OfflineCloud, lines: int = 30) -> str:

@@ -189,9 +189,17 @@ def table(moto_server: Moto, assemblies) -> str:
 
 @pytest.fixture
 def store(moto_server: Moto, table: str):
+    """The connection records."""
     from llambda.connections import ConnectionStore
 
     return ConnectionStore(moto_server.client("dynamodb"), table)
+
+
+@pytest.fixture
+def conversations(moto_server: Moto, table: str):
+    from llambda.conversations import ConversationStore
+
+    return ConversationStore(moto_server.client("dynamodb"), table)
 
 
 def new_id() -> str:

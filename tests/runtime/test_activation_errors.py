@@ -73,14 +73,16 @@ def test_an_activation_failure_while_generating_is_an_activation_error():
 
 
 def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
-    store, connections, table
+    conversations, connections, table
 ):
-    cid, reply_id = new_id(), new_id()
-    store.put(cid, source_ip="127.0.0.1", origin="", ttl_seconds=600)
+    cid, conversation, reply_id = new_id(), new_id(), new_id()
     peer = connections.connect(cid)
-    store.admit_chat(cid, reply_id, per_minute=100, lease_seconds=60, ttl_seconds=600)
+    conversations.start(
+        conversation, cid, reply_id, prompt="Hello", lease_seconds=60, ttl_seconds=600
+    )
     dispatch = Dispatch(
         connection_id=cid,
+        conversation_id=conversation,
         reply_id=reply_id,
         request_id="r",
         callback_url=connections.endpoint,
@@ -92,10 +94,12 @@ def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
     def load():
         raise engine_error(picollm.PicoLLMActivationLimitError("x"))
 
-    sender = StreamSender(connection_poster(connections.client(), cid), coalesce_ms=50)
+    sender = StreamSender(
+        connection_poster(connections.client(), cid), conversation_id=conversation, coalesce_ms=50
+    )
     deps = InferenceDeps(
         settings=InferenceSettings(table_name=table),
-        store=store,
+        store=conversations,
         engines=EngineSource(load),
         connections=aws.ManagementApis(),
     )
@@ -104,7 +108,7 @@ def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
     error = peer.messages[-1]
     assert error["type"] == "error" and error["code"] == "activation_limit"
     assert "activation limit" in error["message"]
-    assert "replyId" not in store.get(cid)  # the lease is free for the next chat
+    assert "replyId" not in conversations.get(conversation)  # free for the next chat
 
 
 def test_the_code_is_documented_and_explained_by_the_page():

@@ -14,12 +14,16 @@ from llambda.protocol import ChatOptions
 
 DISPATCH = Dispatch(
     connection_id="c=",
+    conversation_id="conv-1",
     reply_id="r1",
     request_id="api-1",
     callback_url="https://abc.execute-api.us-east-1.amazonaws.com/dev",
     prompt="Hello",
     options=ChatOptions(max_tokens=7, temperature=0.5, top_p=0.9, stop=("END",)),
     dispatched_at_ms=1764300000000,
+    history=({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}),
+    epoch=2,
+    attach_count=3,
 )
 
 
@@ -39,6 +43,7 @@ def test_the_documented_example_is_the_shape():
     [
         (lambda e: e.pop("options"), "no options"),
         (lambda e: e.pop("connectionId"), "no connectionId"),
+        (lambda e: e.pop("conversationId"), "no conversationId"),
         (lambda e: e.update(prompt=""), "non-empty string"),
         (lambda e: e.update(options={"max_tokens": "many"}), "invalid literal"),
         (lambda e: e.update(options=None), "not subscriptable"),

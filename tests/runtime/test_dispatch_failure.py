@@ -12,7 +12,9 @@ from llambda.protocol import ChatOptions
 from .conftest import new_id
 
 
-def record(cid, reply_id, url, *, condition="EventAgeExceeded", function_error=None):
+def record(
+    cid, reply_id, url, *, conversation="c", condition="EventAgeExceeded", function_error=None
+):
     response = {"statusCode": 200, "executedVersion": "1"}
     if function_error:
         response["functionError"] = function_error
@@ -28,6 +30,7 @@ def record(cid, reply_id, url, *, condition="EventAgeExceeded", function_error=N
         # What the router sent, as Lambda hands it back.
         "requestPayload": Dispatch(
             connection_id=cid,
+            conversation_id=conversation,
             reply_id=reply_id,
             request_id="r",
             callback_url=url,
@@ -48,21 +51,26 @@ def record(cid, reply_id, url, *, condition="EventAgeExceeded", function_error=N
     ],
 )
 def test_client_told_and_lease_released(
-    lambda_env, store, connections, context, condition, function_error, code
+    lambda_env, conversations, connections, context, condition, function_error, code
 ):
     from llambda.handlers import dispatch_failure
 
-    cid, reply_id = new_id(), new_id()
+    cid, conversation, reply_id = new_id(), new_id(), new_id()
     peer = connections.connect(cid)
-    store.put(cid, source_ip="", origin="", ttl_seconds=60)
-    store.admit_chat(cid, reply_id, per_minute=100, lease_seconds=60, ttl_seconds=60)
+    conversations.start(conversation, cid, reply_id, prompt="hi", lease_seconds=60, ttl_seconds=60)
     event = record(
-        cid, reply_id, connections.endpoint, condition=condition, function_error=function_error
+        cid,
+        reply_id,
+        connections.endpoint,
+        conversation=conversation,
+        condition=condition,
+        function_error=function_error,
     )
     assert dispatch_failure.handler(event, context) == {"notified": 1, "records": 1}
     [message] = peer.messages
     assert message["type"] == "error" and message["code"] == code
-    assert "replyId" not in store.get(cid)
+    assert message["conversation"] == conversation
+    assert "replyId" not in conversations.get(conversation)
 
 
 def test_gone_client_record_deleted_and_queue_records_read(lambda_env, store, connections, context):

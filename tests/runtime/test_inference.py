@@ -27,38 +27,76 @@ class Loaded(EngineSource):
 
 
 @pytest.fixture
+def store(conversations):
+    """What the inference function uses: the conversation store."""
+    return conversations
+
+
+@pytest.fixture
 def settings(table) -> InferenceSettings:
     return InferenceSettings(table_name=table)
 
 
-def start(store, connections, *, prompt="Name three colours.", cid=None, **options):
-    """Connect (if needed), take the lease as the router does, and build the dispatch."""
-    if cid is None:
-        cid = new_id()
-        store.put(cid, source_ip="127.0.0.1", origin="", ttl_seconds=600)
-        connections.connect(cid)
+def start(
+    store, connections, *, prompt="Name three colours.", conversation=None, cid=None, **options
+):
+    """Take the lease as the router does (in a new conversation on a new connection, or
+    in `conversation` on `cid`), and build the dispatch."""
     reply_id = new_id()
-    history = store.admit_chat(cid, reply_id, per_minute=100, lease_seconds=60, ttl_seconds=600)
+    if conversation is None:
+        cid, conversation = new_id(), new_id()
+        connections.connect(cid)
+        admitted = store.start(
+            conversation, cid, reply_id, prompt=prompt, lease_seconds=60, ttl_seconds=600
+        )
+    else:
+        admitted = store.admit_chat(
+            conversation,
+            cid,
+            reply_id,
+            prompt=prompt,
+            per_minute=100,
+            lease_seconds=60,
+            ttl_seconds=600,
+        )
     options.setdefault("max_tokens", 24)
     options.setdefault("temperature", 0.0)
     return Dispatch(
         connection_id=cid,
+        conversation_id=conversation,
         reply_id=reply_id,
         request_id="r",
         callback_url=connections.endpoint,
         prompt=prompt,
         options=protocol.ChatOptions(**options),
         dispatched_at_ms=0,
-        history=tuple(history.turns),
-        epoch=history.epoch,
+        history=tuple(admitted.turns),
+        epoch=admitted.epoch,
+        attach_count=admitted.attachment.count,
+    )
+
+
+def again(store, connections, dispatch, **kwargs):
+    """The next chat in the same conversation, from the same connection."""
+    return start(
+        store,
+        connections,
+        conversation=dispatch.conversation_id,
+        cid=dispatch.connection_id,
+        **kwargs,
+    )
+
+
+def sender_for(dispatch, connections, settings, post=None) -> StreamSender:
+    return StreamSender(
+        post or connection_poster(connections.client(), dispatch.connection_id),
+        conversation_id=dispatch.conversation_id,
+        coalesce_ms=settings.coalesce_ms,
     )
 
 
 def run(dispatch, store, connections, engines, settings):
-    sender = StreamSender(
-        connection_poster(connections.client(), dispatch.connection_id),
-        coalesce_ms=settings.coalesce_ms,
-    )
+    sender = sender_for(dispatch, connections, settings)
     return run_reply(dispatch, deps(store, engines, settings), sender)
 
 
@@ -68,12 +106,18 @@ def deps(store, engines, settings) -> InferenceDeps:
     )
 
 
+def plain(messages: list[dict]) -> list[dict]:
+    """The messages without the conversation each one is marked with."""
+    return [{k: v for k, v in m.items() if k != "conversation"} for m in messages]
+
+
 def test_a_reply_streams_then_finishes(store, connections, llama_engine, settings):
     connections.faults.latency_ms = 15  # a network between Lambda and API Gateway
     dispatch = start(store, connections, prompt="Write a short poem about the sea.", max_tokens=40)
     peer = connections.registry.get(dispatch.connection_id)
     outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
-    messages = peer.messages
+    assert all(m["conversation"] == dispatch.conversation_id for m in peer.messages)
+    messages = plain(peer.messages)
     assert messages[0] == {"type": "status", "state": "generating"}
     done = messages[-1]
     assert done["type"] == "done" and done["reason"] == outcome.reason
@@ -86,9 +130,9 @@ def test_a_reply_streams_then_finishes(store, connections, llama_engine, setting
     assert done["usage"]["prompt_tokens"] > 0
     assert done["timing"]["init_ms"] == 0 and done["timing"]["ttft_ms"] >= 0
     assert done["timing"]["tokens_per_s"] > 0
-    item = store.get(dispatch.connection_id)
+    item = store.get(dispatch.conversation_id)
     assert "replyId" not in item  # lease released
-    history = store.load_history(dispatch.connection_id).turns
+    history = store.history(dispatch.conversation_id)
     assert history == [
         {"role": "user", "content": "Write a short poem about the sea."},
         {"role": "assistant", "content": text},
@@ -107,24 +151,24 @@ def test_memory_across_turns_and_reset(store, connections, llama_engine, setting
     run(first, store, connections, engines, settings)
     alone = usage()
     run(
-        start(store, connections, cid=cid, prompt="What is my name?"),
+        again(store, connections, first, prompt="What is my name?"),
         store,
         connections,
         engines,
         settings,
     )
-    assert len(store.load_history(cid).turns) == 4
+    assert len(store.history(first.conversation_id)) == 4
     assert usage() > alone  # the first exchange was part of the prompt
-    store.reset(cid)
+    store.reset(first.conversation_id, cid)
     run(
-        start(store, connections, cid=cid, prompt="My name is Zebulon."),
+        again(store, connections, first, prompt="My name is Zebulon."),
         store,
         connections,
         engines,
         settings,
     )
     assert usage() == alone  # forgotten
-    assert len(store.load_history(cid).turns) == 2
+    assert len(store.history(first.conversation_id)) == 2
 
 
 def test_history_is_trimmed_to_its_cap(store, connections, llama_engine, table):
@@ -132,9 +176,9 @@ def test_history_is_trimmed_to_its_cap(store, connections, llama_engine, table):
     engines = Loaded(llama_engine)
     dispatch = start(store, connections, prompt="a" * 100, max_tokens=8)
     run(dispatch, store, connections, engines, settings)
-    second = start(store, connections, cid=dispatch.connection_id, prompt="b" * 20, max_tokens=8)
+    second = again(store, connections, dispatch, prompt="b" * 20, max_tokens=8)
     run(second, store, connections, engines, settings)
-    turns = store.load_history(dispatch.connection_id).turns
+    turns = store.history(dispatch.conversation_id)
     assert turns[0] == {"role": "user", "content": "b" * 20}  # the older exchange dropped
     assert sum(len(t["content"]) for t in turns) <= 150
 
@@ -143,12 +187,14 @@ def test_stop_through_the_store_ends_with_stopped(store, connections, llama_engi
     dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
     peer = connections.registry.get(dispatch.connection_id)
     peer.on_message = lambda m: (
-        m["type"] == "delta" and m["seq"] == 0 and store.request_stop(dispatch.connection_id)
+        m["type"] == "delta"
+        and m["seq"] == 0
+        and store.request_stop(dispatch.conversation_id, dispatch.connection_id)
     )
     outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
     assert outcome.reason == "stopped" and outcome.completion_tokens < 400
     assert peer.messages[-1]["reason"] == "stopped"
-    assert "replyId" not in store.get(dispatch.connection_id)
+    assert "replyId" not in store.get(dispatch.conversation_id)
 
 
 def test_a_reset_mid_reply_stops_it_and_keeps_the_memory_empty(
@@ -157,60 +203,143 @@ def test_a_reset_mid_reply_stops_it_and_keeps_the_memory_empty(
     dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
     peer = connections.registry.get(dispatch.connection_id)
     peer.on_message = lambda m: (
-        m["type"] == "delta" and m["seq"] == 0 and store.reset(dispatch.connection_id)
+        m["type"] == "delta"
+        and m["seq"] == 0
+        and store.reset(dispatch.conversation_id, dispatch.connection_id)
     )
     outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
     assert outcome.reason == "stopped"
-    assert store.load_history(dispatch.connection_id).turns == []
+    assert store.history(dispatch.conversation_id) == []
 
 
-class Recording(Engine):
-    """The real engine, noting for each token whether the client was already gone."""
-
-    kind = "llamacpp"
-
-    def __init__(self, engine: Engine, gone) -> None:
-        self.engine = engine
-        self.gone = gone
-        self.after_gone = 0
-
-    def interrupt(self) -> None:
-        self.engine.interrupt()
-
-    def generate(self, request, on_text, should_stop):
-        def note(text):
-            if self.gone():
-                self.after_gone += 1
-            on_text(text)
-
-        return self.engine.generate(request, note, should_stop)
+def test_a_reply_whose_client_went_away_runs_on_and_is_kept_whole(
+    store, connections, llama_engine, settings
+):
+    dispatch = start(store, connections, prompt="Tell me a short story.", max_tokens=60)
+    peer = connections.registry.get(dispatch.connection_id)
+    peer.on_message = lambda m: m["type"] == "delta" and peer.vanish()
+    sender = sender_for(dispatch, connections, settings)
+    outcome = run_reply(dispatch, deps(store, Loaded(llama_engine), settings), sender)
+    assert outcome.outcome == "kept"
+    assert [m["type"] for m in peer.messages] == ["status", "delta"]
+    # Every token was generated and kept, though the client saw one delta.
+    assert len(sender.deltas) > 1
+    assert store.history(dispatch.conversation_id)[-1] == {
+        "role": "assistant",
+        "content": "".join(sender.deltas),
+    }
+    found = store.attach(dispatch.conversation_id, new_id(), seen_seq=0, ttl_seconds=60)
+    assert found.running_prompt is None and not found.interrupted
 
 
-def test_a_vanished_client_stops_generation_within_one_token(
+def test_with_no_client_back_within_the_grace_the_reply_stops_and_is_marked(
+    store, connections, llama_engine, table
+):
+    settings = InferenceSettings(table_name=table, reply_grace_seconds=1, resume_poll_ms=20)
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=2000)
+    peer = connections.registry.get(dispatch.connection_id)
+    peer.on_message = lambda m: m["type"] == "delta" and peer.vanish()
+    sender = sender_for(dispatch, connections, settings)
+    outcome = run_reply(dispatch, deps(store, Loaded(llama_engine), settings), sender)
+    assert outcome.outcome == "expired" and outcome.completion_tokens < 2000
+    kept = store.history(dispatch.conversation_id)[-1]["content"]
+    assert kept == "".join(sender.deltas)  # as far as it got
+    found = store.attach(dispatch.conversation_id, new_id(), seen_seq=0, ttl_seconds=60)
+    assert found.interrupted and found.running_prompt is None
+
+
+@pytest.mark.parametrize("when", ["before the sender noticed", "after the sender noticed"])
+def test_a_client_attaching_mid_reply_gets_the_rest_without_gaps_or_duplicates(
+    store, connections, llama_engine, settings, when
+):
+    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=120)
+    old = connections.registry.get(dispatch.connection_id)
+    new_cid = new_id()
+    new = connections.connect(new_cid)
+    sender = sender_for(dispatch, connections, settings)
+
+    def attach():
+        store.attach(dispatch.conversation_id, new_cid, seen_seq=1, ttl_seconds=60)
+
+    def on_old(message):
+        if message["type"] == "delta" and message["seq"] == 1:
+            old.vanish()  # the client has seq 0 and 1
+            if when == "before the sender noticed":
+                attach()
+            else:
+                threading.Thread(
+                    target=lambda: wait_until(lambda: sender.detached) and attach(),
+                    daemon=True,
+                ).start()
+
+    old.on_message = on_old
+    outcome = run_reply(dispatch, deps(store, Loaded(llama_engine), settings), sender)
+    assert outcome.outcome == "done"
+    had = [m for m in old.messages if m["type"] == "delta"]
+    assert [m["seq"] for m in had] == [0, 1]
+    got = new.messages
+    assert got[-1]["type"] == "done" and got[-1]["conversation"] == dispatch.conversation_id
+    rest = [m for m in got if m["type"] == "delta"]
+    assert [m["seq"] for m in had + rest] == list(range(len(had) + len(rest)))
+    text = "".join(m["text"] for m in had + rest)
+    assert store.history(dispatch.conversation_id)[-1] == {"role": "assistant", "content": text}
+
+
+class AttachesBeforeTheLastWrite:
+    """The real store, with a client attaching after the reply's last poll and before its
+    last write (the race `finish_reply`'s answer closes)."""
+
+    def __init__(self, store, attach) -> None:
+        self._store = store
+        self._attach = attach
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def finish_reply(self, *args, **kwargs):
+        self._attach()
+        return self._store.finish_reply(*args, **kwargs)
+
+
+def test_a_client_attaching_as_the_reply_ends_still_gets_its_end(
+    store, connections, llama_engine, settings
+):
+    dispatch = start(store, connections, prompt="Name three colours.", max_tokens=24)
+    new_cid = new_id()
+    new = connections.connect(new_cid)
+    racing = AttachesBeforeTheLastWrite(
+        store,
+        lambda: store.attach(dispatch.conversation_id, new_cid, seen_seq=-1, ttl_seconds=60),
+    )
+    run(dispatch, racing, connections, Loaded(llama_engine), settings)
+    got = new.messages
+    assert got[-1]["type"] == "done"
+    deltas = [m for m in got if m["type"] == "delta"]
+    assert [m["seq"] for m in deltas] == list(range(len(deltas)))
+    assert (
+        "".join(m["text"] for m in deltas) == store.history(dispatch.conversation_id)[-1]["content"]
+    )
+
+
+def test_forgetting_the_conversation_mid_reply_stops_it_and_keeps_nothing(
     store, connections, llama_engine, settings
 ):
     dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
     peer = connections.registry.get(dispatch.connection_id)
-    peer.on_message = lambda m: m["type"] == "delta" and peer.vanish()
-    sender = StreamSender(
-        connection_poster(connections.client(), dispatch.connection_id), coalesce_ms=50
-    )
-    engine = Recording(llama_engine, lambda: sender.gone)
-    outcome = run_reply(dispatch, deps(store, Loaded(engine), settings), sender)
-    assert outcome.outcome == "gone" and outcome.completion_tokens < 400
-    assert engine.after_gone <= 1
-    assert store.get(dispatch.connection_id) is None  # nothing left behind
-    assert [m["type"] for m in peer.messages] == ["status", "delta"]
-
-
-def test_disconnect_mid_reply_stops_it(store, connections, llama_engine, settings):
-    dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
-    peer = connections.registry.get(dispatch.connection_id)
-    # $disconnect deleted the record while the socket's last posts still land.
-    peer.on_message = lambda m: m["type"] == "delta" and store.delete(dispatch.connection_id)
+    peer.on_message = lambda m: m["type"] == "delta" and store.forget(dispatch.conversation_id)
     outcome = run(dispatch, store, connections, Loaded(llama_engine), settings)
     assert outcome.outcome == "gone" and outcome.completion_tokens < 400
-    assert store.get(dispatch.connection_id) is None
+    assert store.get(dispatch.conversation_id) is None  # not brought back by the reply
+
+
+def wait_until(predicate, timeout: float = 30) -> bool:
+    """Wait on the reply's state; the bound only keeps a broken reply from hanging."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return predicate()
 
 
 class FailsMidReply(Engine):
@@ -240,10 +369,9 @@ def test_engine_failure_mid_reply(store, connections, llama_engine, settings, er
     last = peer.messages[-1]
     assert last["type"] == "error" and last["code"] == "engine_error"
     assert "segfault" not in last["message"]  # no internals leak to the client
-    assert store.load_history(dispatch.connection_id).turns == []
+    assert store.history(dispatch.conversation_id) == []
     # The connection stays usable: the lease is free and the next chat is answered.
-    again = start(store, connections, cid=dispatch.connection_id)
-    run(again, store, connections, Loaded(llama_engine), settings)
+    run(again(store, connections, dispatch), store, connections, Loaded(llama_engine), settings)
     assert peer.messages[-1]["type"] == "done"
 
 
@@ -255,14 +383,14 @@ def test_cold_start_tells_the_client_then_loads(store, connections, settings):
     dispatch = start(store, connections, max_tokens=4)
     peer = connections.registry.get(dispatch.connection_id)
     run(dispatch, store, connections, engines, settings)
-    types = [m["type"] for m in peer.messages]
-    assert peer.messages[0] == {"type": "status", "state": "loading"}
-    assert peer.messages[1] == {"type": "status", "state": "generating"}
-    assert types[-1] == "done" and peer.messages[-1]["timing"]["init_ms"] > 0
-    warm = start(store, connections, cid=dispatch.connection_id, max_tokens=4)
+    messages = plain(peer.messages)
+    assert messages[0] == {"type": "status", "state": "loading"}
+    assert messages[1] == {"type": "status", "state": "generating"}
+    assert messages[-1]["type"] == "done" and messages[-1]["timing"]["init_ms"] > 0
+    warm = again(store, connections, dispatch, max_tokens=4)
     before = len(peer.texts)
     run(warm, store, connections, engines, settings)
-    assert peer.messages[before] == {"type": "status", "state": "generating"}
+    assert plain(peer.messages)[before] == {"type": "status", "state": "generating"}
     assert peer.messages[-1]["timing"]["init_ms"] == 0
 
 
@@ -273,7 +401,7 @@ def test_load_failure_is_an_engine_error_and_frees_the_lease(store, connections,
     dispatch = start(store, connections)
     peer = connections.registry.get(dispatch.connection_id)
     run(dispatch, store, connections, EngineSource(fail), settings)
-    assert peer.messages == [
+    assert plain(peer.messages) == [
         {"type": "status", "state": "loading"},
         {
             "type": "error",
@@ -281,7 +409,7 @@ def test_load_failure_is_an_engine_error_and_frees_the_lease(store, connections,
             "message": "picoLLM could not activate the AccessKey.",
         },
     ]
-    assert "replyId" not in store.get(dispatch.connection_id)
+    assert "replyId" not in store.get(dispatch.conversation_id)
 
 
 def test_the_lambda_handler_end_to_end(lambda_env, monkeypatch, store, connections, context):
@@ -363,12 +491,12 @@ class WatchedStore:
             self._changed.notify_all()
         return renewed
 
-    def reply_state(self, *args, **kwargs):
-        state = self._store.reply_state(*args, **kwargs)
+    def reply_check(self, *args, **kwargs):
+        check = self._store.reply_check(*args, **kwargs)
         with self._changed:
-            self.states.append(state)
+            self.states.append(check.state)
             self._changed.notify_all()
-        return state
+        return check
 
     def wait_for(self, predicate, timeout: float = 60) -> bool:
         with self._changed:
@@ -376,7 +504,7 @@ class WatchedStore:
 
 
 def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, llama_engine, table):
-    from llambda.connections import Busy, ReplyState
+    from llambda.conversations import Busy, ReplyState
 
     # Polls every 0.5 s and a 2 s lease, shorter than the load: the watcher must renew
     # the lease while the model loads, and see a stop that arrives meanwhile.
@@ -389,7 +517,7 @@ def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, l
         return llama_engine
 
     dispatch = start(store, connections, prompt="Tell me a very long story.", max_tokens=400)
-    store.renew_lease(dispatch.connection_id, dispatch.reply_id, 2)  # the router's lease
+    store.renew_lease(dispatch.conversation_id, dispatch.reply_id, 2)  # the router's lease
     peer = connections.registry.get(dispatch.connection_id)
     outcome = None
 
@@ -402,17 +530,15 @@ def test_a_long_cold_load_keeps_the_lease_and_hears_a_stop(store, connections, l
     # Still loading, the watcher renews the lease again and again, so it stays held.
     assert watched.wait_for(lambda: watched.renewals >= 2)
     with pytest.raises(Busy):
-        store.admit_chat(
-            dispatch.connection_id, new_id(), per_minute=100, lease_seconds=1, ttl_seconds=600
-        )
-    store.request_stop(dispatch.connection_id)
+        again(store, connections, dispatch)
+    store.request_stop(dispatch.conversation_id, dispatch.connection_id)
     # The watcher's next poll reads the stop mark, still during the load.
     assert watched.wait_for(lambda: ReplyState.STOP in watched.states)
     release.set()
     worker.join(120)
     assert outcome.outcome == "done" and outcome.reason == "stopped"
     assert outcome.completion_tokens == 0  # stopped before the first token
-    assert peer.messages[0] == {"type": "status", "state": "loading"}
+    assert plain(peer.messages)[0] == {"type": "status", "state": "loading"}
     assert peer.messages[-1]["reason"] == "stopped"
 
 
@@ -426,10 +552,10 @@ def test_the_connection_is_free_before_the_client_hears_the_end(
 
     def watching(data: bytes) -> None:
         if json.loads(data)["type"] == "done":
-            held_when_done_went_out.append("replyId" in store.get(dispatch.connection_id))
+            held_when_done_went_out.append("replyId" in store.get(dispatch.conversation_id))
         post(data)
 
-    sender = StreamSender(watching, coalesce_ms=settings.coalesce_ms)
+    sender = sender_for(dispatch, connections, settings, post=watching)
     outcome = run_reply(dispatch, deps(store, Loaded(llama_engine), settings), sender)
     assert outcome.outcome == "done"
     assert held_when_done_went_out == [False]
@@ -444,7 +570,7 @@ class DeniedPolls:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def reply_state(self, *args, **kwargs):
+    def reply_check(self, *args, **kwargs):
         from botocore.exceptions import ClientError
 
         error = {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}
@@ -460,4 +586,4 @@ def test_a_stop_poll_that_can_never_succeed_ends_the_reply_with_an_error(
     outcome = run(dispatch, DeniedPolls(store), connections, Loaded(llama_engine), settings)
     assert outcome.outcome == "error"
     assert peer.messages[-1]["type"] == "error"
-    assert "replyId" not in store.get(dispatch.connection_id)  # the lease is free again
+    assert "replyId" not in store.get(dispatch.conversation_id)  # the lease is free again

@@ -7,7 +7,18 @@ import json
 import pytest
 
 from llambda import protocol
-from llambda.protocol import Chat, ChatOptions, Limits, Ping, ProtocolError, Reset, Stop
+from llambda.protocol import (
+    Attach,
+    Chat,
+    ChatOptions,
+    FetchHistory,
+    Forget,
+    Limits,
+    Ping,
+    ProtocolError,
+    Reset,
+    Stop,
+)
 
 LIMITS = Limits(
     max_prompt_chars=100,
@@ -27,8 +38,19 @@ def chat(prompt="hi", **options) -> str:
 
 ACCEPTED = [
     ('{"action": "ping"}', Ping()),
-    ('{"action": "stop"}', Stop()),
-    ('{"action": "reset", "extra": 1}', Reset()),
+    ('{"action": "stop", "conversation": "c-1_Z"}', Stop("c-1_Z")),
+    ('{"action": "reset", "conversation": "c", "extra": 1}', Reset("c")),
+    ('{"action": "attach", "conversation": "c"}', Attach("c", seq=-1)),
+    ('{"action": "attach", "conversation": "c", "seq": null}', Attach("c", seq=-1)),
+    ('{"action": "attach", "conversation": "c", "seq": -1}', Attach("c", seq=-1)),
+    ('{"action": "attach", "conversation": "c", "seq": 7}', Attach("c", seq=7)),
+    ('{"action": "history", "conversation": "c"}', FetchHistory("c")),
+    ('{"action": "forget", "conversation": "c"}', Forget("c")),
+    (
+        '{"action": "chat", "prompt": "hi", "conversation": "' + "a" * 64 + '"}',
+        Chat("hi", ChatOptions(256), conversation="a" * 64),
+    ),
+    ('{"action": "chat", "prompt": "hi", "conversation": null}', Chat("hi", ChatOptions(256))),
     (chat(), Chat("hi", ChatOptions(max_tokens=256))),
     ('{"action": "chat", "prompt": "hi", "options": null}', Chat("hi", ChatOptions(256))),
     (chat(max_tokens=10), Chat("hi", ChatOptions(max_tokens=10))),
@@ -52,7 +74,7 @@ def test_accepted(body, expected):
     assert protocol.parse_client_message(body, limits=LIMITS) == expected
 
 
-ACTIONS = "chat, stop, reset, ping"
+ACTIONS = "chat, attach, history, forget, stop, reset, ping"
 UNICODE = "valid Unicode text"
 
 REFUSED = [
@@ -73,6 +95,28 @@ REFUSED = [
     ('{"action": 1}', False, "unknown_action", ACTIONS),
     ('{"action": ["chat"]}', False, "unknown_action", ACTIONS),
     ('{"action": "CHAT", "prompt": "x"}', False, "unknown_action", ACTIONS),
+    ('{"action": "stop"}', False, "bad_request", "conversation"),
+    ('{"action": "reset"}', False, "bad_request", "conversation"),
+    ('{"action": "attach"}', False, "bad_request", "conversation"),
+    ('{"action": "history", "conversation": ""}', False, "bad_request", "conversation"),
+    ('{"action": "forget", "conversation": 7}', False, "bad_request", "conversation"),
+    ('{"action": "attach", "conversation": "a b"}', False, "bad_request", "conversation"),
+    ('{"action": "attach", "conversation": "a/b"}', False, "bad_request", "conversation"),
+    (
+        '{"action": "attach", "conversation": "' + "a" * 65 + '"}',
+        False,
+        "bad_request",
+        "conversation",
+    ),
+    ('{"action": "attach", "conversation": "c", "seq": -2}', False, "bad_request", "seq"),
+    ('{"action": "attach", "conversation": "c", "seq": 1.5}', False, "bad_request", "seq"),
+    ('{"action": "attach", "conversation": "c", "seq": true}', False, "bad_request", "seq"),
+    (
+        '{"action": "chat", "prompt": "hi", "conversation": ""}',
+        False,
+        "bad_request",
+        "conversation",
+    ),
     ('{"action": "chat"}', False, "bad_request", "prompt"),
     ('{"action": "chat", "prompt": null}', False, "bad_request", "prompt"),
     ('{"action": "chat", "prompt": ""}', False, "bad_request", "prompt"),
@@ -156,6 +200,29 @@ def test_server_messages():
     assert protocol.pong() == {"type": "pong"}
     assert protocol.error("busy", "Wait.") == {"type": "error", "code": "busy", "message": "Wait."}
     assert protocol.reset_done(stopped=False) == {"type": "reset", "stopped": False}
+    assert protocol.conversation_started("c1") == {"type": "conversation", "id": "c1"}
+    assert protocol.in_conversation(protocol.delta("a", 0), "c1") == {
+        "type": "delta",
+        "text": "a",
+        "seq": 0,
+        "conversation": "c1",
+    }
+    turns = [{"role": "user", "content": "hi"}]
+    assert protocol.attached("c1", turns, running_prompt="go", interrupted=False) == {
+        "type": "attached",
+        "conversation": "c1",
+        "turns": turns,
+        "reply": {"prompt": "go"},
+        "interrupted": False,
+    }
+    assert protocol.attached("c1", [], running_prompt=None, interrupted=True)["reply"] is None
+    assert protocol.history("c1", turns) == {
+        "type": "history",
+        "conversation": "c1",
+        "turns": turns,
+    }
+    assert protocol.forgotten("c1") == {"type": "forgotten", "conversation": "c1"}
+    assert protocol.detached("c1") == {"type": "detached", "conversation": "c1"}
     assert protocol.done(
         "end", prompt_tokens=3, completion_tokens=4, init_ms=0, ttft_ms=12, tokens_per_s=40.5
     ) == {

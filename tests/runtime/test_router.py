@@ -43,25 +43,58 @@ def ws_event(route: str, cid: str, *, body=None, headers=None, binary=False) -> 
     return event
 
 
-@pytest.fixture
-def client(router, connections, store, context):
+class Client:
     """A connected client: its record exists and its peer records what it is sent."""
 
-    class Client:
-        def __init__(self):
-            self.cid = new_id()
-            self.peer = connections.connect(self.cid)
-            answer = router.handler(ws_event("$connect", self.cid, headers={}), context)
-            assert answer == {"statusCode": 200}
+    def __init__(self, router, connections, context):
+        self.router, self.context = router, context
+        self.cid = new_id()
+        self.peer = connections.connect(self.cid)
+        self.conversation = None
+        answer = router.handler(ws_event("$connect", self.cid, headers={}), context)
+        assert answer == {"statusCode": 200}
 
-        def send(self, body, *, binary=False):
-            answer = router.handler(
-                ws_event("$default", self.cid, body=body, binary=binary), context
-            )
-            assert answer == {"statusCode": 200}  # always: API Gateway must add nothing
-            return self.peer.messages[-1] if self.peer.texts else None
+    def send(self, body, *, binary=False):
+        before = len(self.peer.texts)
+        answer = self.router.handler(
+            ws_event("$default", self.cid, body=body, binary=binary), self.context
+        )
+        assert answer == {"statusCode": 200}  # always: API Gateway must add nothing
+        for message in self.peer.messages[before:]:
+            if message["type"] == "conversation":
+                self.conversation = message["id"]
+        return self.peer.messages[-1] if len(self.peer.texts) > before else None
 
-    return Client()
+    def chat(self, prompt="hi", **fields):
+        """A chat in this client's conversation (a new one at first); the last answer."""
+        body = {"action": "chat", "prompt": prompt, **fields}
+        if self.conversation is not None:
+            body.setdefault("conversation", self.conversation)
+        return self.send(json.dumps(body))
+
+    def act(self, action, **fields):
+        """`action` for this client's conversation; the answer, if any."""
+        return self.send(
+            json.dumps({"action": action, "conversation": self.conversation, **fields})
+        )
+
+
+@pytest.fixture
+def new_client(router, connections, store, context):
+    return lambda: Client(router, connections, context)
+
+
+@pytest.fixture
+def client(new_client):
+    return new_client()
+
+
+def finish(conversations, client, invokes, turns=(), epoch=0):
+    """End the last dispatched reply as the inference function would, saving `turns`."""
+    reply_id = invokes.calls[-1]["payload"]["replyId"]
+    assert conversations.finish_reply(
+        client.conversation, reply_id, list(turns), epoch=epoch, max_chars=1000, ttl_seconds=99
+    ).saved
 
 
 def test_connect_writes_the_record_and_disconnect_deletes_it(router, store, context):
@@ -136,15 +169,21 @@ def test_bad_input_gets_an_error_and_the_connection_keeps_working(
     assert client.send('{"action": "ping"}') == {"type": "pong"}
 
 
-def test_chat_takes_the_lease_and_dispatches_asynchronously(client, store, invokes, connections):
+def test_chat_takes_the_lease_and_dispatches_asynchronously(
+    client, conversations, invokes, connections
+):
     body = {"action": "chat", "prompt": "Hello", "options": {"max_tokens": 9999, "stop": ["\n"]}}
     before_ms = time.time() * 1000
-    assert client.send(json.dumps(body)) is None  # the reply comes from inference
+    # A new conversation: its id is the one answer (the reply comes from inference).
+    started = client.send(json.dumps(body))
     after_ms = time.time() * 1000
+    assert started == {"type": "conversation", "id": client.conversation}
+    assert len(client.conversation) == 32  # 24 random bytes, URL-safe
     [call] = invokes.calls
     assert call["invoked_arn"].endswith(":function:inference:live")
     event = call["payload"]
     assert event["connectionId"] == client.cid
+    assert event["conversationId"] == client.conversation
     assert event["requestId"] == "api-req-1"
     assert event["callbackUrl"] == connections.endpoint  # the local endpoint override
     assert event["prompt"] == "Hello"
@@ -154,73 +193,185 @@ def test_chat_takes_the_lease_and_dispatches_asynchronously(client, store, invok
         "top_p": None,
         "stop": ["\n"],
     }
+    assert event["history"] == [] and event["epoch"] == 0 and event["attachCount"] == 0
     # Epoch milliseconds of the dispatch itself (a value, not a timing: it lies between
     # two readings of the wall clock taken around the call).
     assert isinstance(event["dispatchedAt"], int)
     assert int(before_ms) <= event["dispatchedAt"] <= after_ms
-    assert store.get(client.cid)["replyId"] == {"S": event["replyId"]}
+    item = conversations.get(client.conversation)
+    assert item["replyId"] == {"S": event["replyId"]}
+    assert item["connectionId"] == {"S": client.cid}
 
 
-def test_a_chat_while_a_reply_runs_is_busy_and_changes_nothing(client, store, invokes):
-    client.send('{"action": "chat", "prompt": "one"}')
+def test_each_new_conversation_gets_its_own_unguessable_id(new_client, invokes):
+    ids = set()
+    for _ in range(5):
+        client = new_client()
+        client.chat()
+        ids.add(client.conversation)
+    assert len(ids) == 5
+
+
+def test_a_chat_while_a_reply_runs_is_busy_and_changes_nothing(client, conversations, invokes):
+    client.chat("one")
     reply_id = invokes.calls[0]["payload"]["replyId"]
-    answer = client.send('{"action": "chat", "prompt": "two"}')
+    answer = client.chat("two")
     assert answer == {
         "type": "error",
         "code": "busy",
         "message": "A reply is still running; wait for it or stop it.",
     }
     assert len(invokes.calls) == 1
-    assert store.get(client.cid)["replyId"] == {"S": reply_id}
+    assert conversations.get(client.conversation)["replyId"] == {"S": reply_id}
 
 
-def test_stop_marks_the_running_reply(client, store, invokes):
-    assert client.send('{"action": "stop"}') is None  # nothing running: a no-op
-    client.send('{"action": "chat", "prompt": "one"}')
+def test_a_new_conversation_never_waits_on_a_reply_still_running_in_another(client, invokes):
+    client.chat("one")
+    first = client.conversation
+    client.conversation = None  # "New chat"
+    assert client.chat("two") == {"type": "conversation", "id": client.conversation}
+    assert client.conversation != first and len(invokes.calls) == 2
+
+
+def test_stop_marks_the_running_reply(client, conversations, invokes):
+    from llambda.conversations import ReplyState
+
+    client.chat("one")
     reply_id = invokes.calls[0]["payload"]["replyId"]
-    client.send('{"action": "stop"}')
-    assert store.is_stop_requested(client.cid, reply_id)
+    finish(conversations, client, invokes)
+    assert client.act("stop") is None  # nothing running: a no-op
+    client.chat("two")
+    reply_id = invokes.calls[1]["payload"]["replyId"]
+    assert client.act("stop") is None  # the reply's `done` is the answer
+    assert conversations.reply_check(client.conversation, reply_id).state is ReplyState.STOP
 
 
-def test_reset_clears_memory_and_answers(client, store, invokes):
-    store.save_history(client.cid, [{"role": "user", "content": "x"}], epoch=0, max_chars=99)
-    assert client.send('{"action": "reset"}') == {"type": "reset", "stopped": False}
-    assert store.load_history(client.cid).turns == []
-    client.send('{"action": "chat", "prompt": "one"}')
-    assert client.send('{"action": "reset"}') == {"type": "reset", "stopped": True}
+def test_reset_clears_memory_and_answers(client, conversations, invokes):
+    client.chat("one")
+    finish(conversations, client, invokes, [{"role": "user", "content": "x"}])
+    assert client.act("reset") == {"type": "reset", "stopped": False}
+    assert conversations.history(client.conversation) == []
+    client.chat("two")
+    assert client.act("reset") == {"type": "reset", "stopped": True}
 
 
-def test_rate_limit(router, client, store, invokes, monkeypatch):
+def test_rate_limit_per_conversation(router, client, conversations, invokes, monkeypatch):
     monkeypatch.setenv("MESSAGES_PER_MINUTE", "2")
     router.DEPS.reset()
     for _ in range(2):
-        client.send('{"action": "chat", "prompt": "hi"}')
-        store.release_lease(client.cid, invokes.calls[-1]["payload"]["replyId"])
-    answer = client.send('{"action": "chat", "prompt": "hi"}')
+        client.chat()
+        finish(conversations, client, invokes)
+    answer = client.chat()
     assert answer["code"] == "rate_limited" and "2" in answer["message"]
     assert len(invokes.calls) == 2
     assert client.send('{"action": "ping"}') == {"type": "pong"}  # pings are not counted
 
 
-def test_dispatch_failure_releases_the_lease_and_says_unavailable(client, store, invokes):
+def test_attach_answers_the_turns_and_tells_the_connection_it_left(
+    new_client, conversations, invokes
+):
+    first, second = new_client(), new_client()
+    first.chat("one")
+    turns = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "1"}]
+    finish(conversations, first, invokes, turns)
+    second.conversation = first.conversation
+    answer = second.act("attach", seq=3)
+    assert answer == {
+        "type": "attached",
+        "conversation": first.conversation,
+        "turns": turns,
+        "reply": None,
+        "interrupted": False,
+    }
+    assert first.peer.messages[-1] == {"type": "detached", "conversation": first.conversation}
+    refused = first.chat("still mine?")
+    assert refused["code"] == "not_attached" and "attach" in refused["message"]
+    assert refused == first.act("stop") == first.act("reset")
+    assert second.chat("two") is None and len(invokes.calls) == 2
+    assert invokes.calls[-1]["payload"]["attachCount"] == 1
+
+
+def test_attach_during_a_reply_names_its_prompt_and_where_it_resumes(
+    new_client, conversations, invokes
+):
+    first, second = new_client(), new_client()
+    first.chat("Tell me a story.")
+    reply_id = invokes.calls[-1]["payload"]["replyId"]
+    second.conversation = first.conversation
+    answer = second.act("attach", seq=5)
+    assert answer["reply"] == {"prompt": "Tell me a story."}
+    attachment = conversations.reply_check(first.conversation, reply_id).attachment
+    assert (attachment.connection_id, attachment.seen_seq) == (second.cid, 5)
+
+
+def test_attaching_from_a_dropped_connection_tells_no_one(new_client, connections, invokes):
+    first, second = new_client(), new_client()
+    first.chat("one")
+    first.peer.vanish()
+    second.conversation = first.conversation
+    assert second.act("attach")["type"] == "attached"
+
+
+def test_history_and_forget(client, conversations, invokes):
+    client.chat("one")
+    turns = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "1"}]
+    finish(conversations, client, invokes, turns)
+    conversation = client.conversation
+    assert client.act("history") == {
+        "type": "history",
+        "conversation": conversation,
+        "turns": turns,
+    }
+    assert client.act("forget") == {"type": "forgotten", "conversation": conversation}
+    assert conversations.get(conversation) is None
+
+
+@pytest.mark.parametrize("action", ["attach", "history", "forget", "stop", "reset", "chat"])
+def test_an_unknown_or_forgotten_conversation_is_not_found(client, invokes, action):
+    client.conversation = "NoSuchConversation0000000000000"
+    answer = client.chat() if action == "chat" else client.act(action)
+    assert answer == {
+        "type": "error",
+        "code": "not_found",
+        "message": "No such conversation: it expired or was forgotten. Start a new one.",
+    }
+    assert invokes.calls == []
+
+
+def test_the_conversation_id_is_never_logged_whole(client, invokes, monkeypatch):
+    import io
+
+    from llambda.observability import logger
+
+    out = io.StringIO()  # what CloudWatch would get: the handler's own formatted lines
+    monkeypatch.setattr(logger.logger_handler, "stream", out)
+    client.chat()
+    client.act("history")
+    client.act("attach")
+    out = out.getvalue()
+    assert client.conversation[:6] + "…" in out
+    assert client.conversation not in out
+
+
+def test_dispatch_failure_releases_the_lease_and_says_unavailable(client, conversations, invokes):
     invokes.faults.throttle_next = 10  # throttled beyond the SDK's retries
-    answer = client.send('{"action": "chat", "prompt": "hi"}')
+    answer = client.chat()
     assert answer == {
         "type": "error",
         "code": "unavailable",
         "message": "The model is unavailable; try again shortly.",
     }
-    assert "replyId" not in store.get(client.cid)
+    assert "replyId" not in conversations.get(client.conversation)
     invokes.faults.throttle_next = 0
-    client.send('{"action": "chat", "prompt": "hi"}')
+    client.chat()
     assert len(invokes.calls) == 1
 
 
-def test_chat_for_a_lost_record_still_works(router, connections, store, invokes, context):
+def test_chat_for_a_lost_connection_record_still_works(router, connections, invokes, context):
     cid = new_id()  # the socket is open but its record vanished
     connections.connect(cid)
     router.handler(ws_event("$default", cid, body='{"action": "chat", "prompt": "hi"}'), context)
-    assert len(invokes.calls) == 1 and store.get(cid) is not None
+    assert len(invokes.calls) == 1
 
 
 def test_answer_to_a_gone_client_deletes_its_record(router, store, context):
@@ -242,13 +393,21 @@ def test_router_imports_no_engine():
     assert out.stdout.strip() == "False"
 
 
-def test_the_dispatch_carries_the_history_so_the_reply_reads_no_table(client, store, invokes):
+def test_the_dispatch_carries_the_history_so_the_reply_reads_no_table(
+    client, conversations, invokes
+):
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
-    store.save_history(client.cid, turns, epoch=0, max_chars=1000)
-    client.send('{"action": "reset"}')
-    store.save_history(client.cid, turns, epoch=1, max_chars=1000)
-    client.send('{"action": "chat", "prompt": "and then?"}')
-    [call] = invokes.calls
+    client.chat("hi")
+    client.act("reset")
+    reply_id = invokes.calls[-1]["payload"]["replyId"]
+    refused = conversations.finish_reply(
+        client.conversation, reply_id, turns, epoch=0, max_chars=1000, ttl_seconds=99
+    )
+    assert not refused.saved  # the epoch moved on
+    client.chat("hi")
+    finish(conversations, client, invokes, turns, epoch=1)
+    client.chat("and then?")
+    call = invokes.calls[-1]
     assert call["payload"]["history"] == turns and call["payload"]["epoch"] == 1
 
 
@@ -300,7 +459,7 @@ class FailingStore:
 
 
 def test_an_unexpected_failure_is_answered_plainly_and_still_200(router, invokes, capsys):
-    deps = dataclasses.replace(router.RouterDeps.from_environment(), store=FailingStore())
+    deps = dataclasses.replace(router.RouterDeps.from_environment(), conversations=FailingStore())
     sent = []
     event = ws_event("$default", new_id(), body='{"action": "chat", "prompt": "hi"}')
     capsys.readouterr()
@@ -344,16 +503,20 @@ def test_each_refusal_counts_one_error_with_its_code(client, capsys, body, code)
 
 
 def test_busy_rate_limited_and_forbidden_are_counted_by_code(
-    router, client, invokes, capsys, monkeypatch, context
+    router, client, conversations, invokes, capsys, monkeypatch, context
 ):
-    client.send('{"action": "chat", "prompt": "one"}')
+    client.chat("one")
     capsys.readouterr()
-    client.send('{"action": "chat", "prompt": "two"}')
+    client.chat("two")
     assert _error_codes(capsys.readouterr().out) == ["busy"]
+    finish(conversations, client, invokes)
     monkeypatch.setenv("MESSAGES_PER_MINUTE", "0")
     router.DEPS.reset()
-    client.send('{"action": "chat", "prompt": "three"}')
+    client.chat("three")
     assert _error_codes(capsys.readouterr().out) == ["rate_limited"]
+    client.conversation = "gone"
+    client.chat("four")
+    assert _error_codes(capsys.readouterr().out) == ["not_found"]
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com")
     router.DEPS.reset()
     evil = ws_event("$connect", new_id(), headers={"Origin": "https://evil.example.net"})

@@ -12,9 +12,18 @@ from llambda.sender import MAX_DELTA_CHARS, ConnectionGone, StreamSender, connec
 
 from .conftest import new_id
 
+CONVERSATION = "conv-1"
+
 
 def sender_for(connections, cid, **kwargs) -> StreamSender:
-    return StreamSender(connection_poster(connections.client(), cid), **kwargs).start()
+    return StreamSender(
+        connection_poster(connections.client(), cid), conversation_id=CONVERSATION, **kwargs
+    ).start()
+
+
+def mark(message: dict) -> dict:
+    """`message` as a reply posts it: marked with its conversation."""
+    return protocol.in_conversation(message, CONVERSATION)
 
 
 def test_coalesces_in_order_and_flushes_at_close(connections):
@@ -38,7 +47,7 @@ def test_coalesces_in_order_and_flushes_at_close(connections):
         )
     )
     messages = peer.messages
-    assert messages[0] == {"type": "status", "state": "generating"}
+    assert messages[0] == mark(protocol.status("generating"))
     assert messages[-1]["type"] == "done"
     deltas = [m for m in messages if m["type"] == "delta"]
     assert [d["seq"] for d in deltas] == list(range(len(deltas)))
@@ -61,7 +70,7 @@ def test_the_first_text_after_a_status_is_not_held_back(connections):
     posted_before_close = sender.posts
     sender.close()
     assert posted_before_close == 2
-    assert peer.messages[1] == {"type": "delta", "text": "first", "seq": 0}
+    assert peer.messages[1] == mark(protocol.delta("first", 0))
 
 
 def test_a_huge_delta_is_split_under_the_frame_limit(connections):
@@ -77,20 +86,82 @@ def test_a_huge_delta_is_split_under_the_frame_limit(connections):
     assert max(len(t.encode()) for t in peer.texts) < 32 * 1024
 
 
-def test_gone_sets_the_flag_and_stops_posting(connections):
+def test_a_gone_client_detaches_the_sender_which_keeps_every_delta(connections):
     cid = new_id()  # never connected: the first post answers 410
-    sender = sender_for(connections, cid, coalesce_ms=0)
+    clock = SteppedClock()
+    sender = sender_for(connections, cid, coalesce_ms=0, clock=clock)
     sender.push("hello")
-    deadline = time.monotonic() + 10
-    while not sender.gone and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sender.gone and sender.broken and not sender.failed
-    sender.push("more")  # dropped at once, never blocks
+    wait_until(lambda: sender.detached)
+    assert sender.detached and not sender.broken and not sender.failed
+    clock.now += 7
+    assert sender.detached_seconds() == 7
+    sender.push(" more")  # kept, not posted; never blocks
+    wait_until(lambda: sender.seq == 2)
     sender.close(protocol.pong())
     assert sender.posts == 0
+    assert sender.deltas == ["hello", " more"]
 
 
-def test_other_failures_set_failed_not_gone(connections):
+def test_retarget_replays_what_the_new_client_lacks_then_streams_on(connections):
+    gone, new = new_id(), new_id()
+    peer = connections.connect(new)
+    sender = sender_for(connections, gone, coalesce_ms=0)
+    for text in ("a", "b", "c"):
+        sender.push(text)
+        wait_until(lambda t=text: sender.deltas[-1:] == [t])
+    assert sender.detached
+    sender.retarget(connection_poster(connections.client(), new), seen_seq=0)
+    sender.push("d")
+    sender.close(protocol.pong())
+    assert peer.messages == [
+        mark(protocol.delta("b", 1)),
+        mark(protocol.delta("c", 2)),
+        mark(protocol.delta("d", 3)),
+        mark(protocol.pong()),
+    ]
+    assert not sender.detached
+
+
+def test_a_retarget_while_a_delta_is_being_cut_sends_it_once(connections):
+    # The new client attached while the sender was posting to the old one: every delta
+    # reaches it exactly once, whichever side of the switch it was cut on.
+    old, new = new_id(), new_id()
+    old_peer, new_peer = connections.connect(old), connections.connect(new)
+    entered, release = threading.Event(), threading.Event()
+    old_post = connection_poster(connections.client(), old)
+
+    def slow_post(data: bytes) -> None:
+        entered.set()
+        release.wait(10)
+        old_post(data)
+
+    sender = StreamSender(slow_post, conversation_id=CONVERSATION, coalesce_ms=0).start()
+    sender.push("a")
+    entered.wait(10)  # "a" is being posted to the old connection
+    sender.push("b")
+    sender.retarget(connection_poster(connections.client(), new), seen_seq=-1)
+    release.set()
+    sender.push("c")
+    sender.close()
+    assert [m["text"] for m in old_peer.messages] == ["a"]
+    got = new_peer.messages
+    assert [m["seq"] for m in got] == list(range(len(got)))
+    assert "".join(m["text"] for m in got) == "abc"
+
+
+def test_only_the_newest_retarget_replays(connections):
+    first, second = new_id(), new_id()
+    first_peer, second_peer = connections.connect(first), connections.connect(second)
+    sender = StreamSender(lambda data: None, conversation_id=CONVERSATION, coalesce_ms=0)
+    sender.push("a")  # queued before the thread starts
+    sender.retarget(connection_poster(connections.client(), first), seen_seq=-1)
+    sender.retarget(connection_poster(connections.client(), second), seen_seq=-1)
+    sender.start().close()
+    assert first_peer.messages == []
+    assert [(m["seq"], m["text"]) for m in second_peer.messages] == [(0, "a")]
+
+
+def test_other_failures_set_failed(connections):
     cid = new_id()
     connections.connect(cid)
     connections.faults.fail_status = 500
@@ -98,7 +169,7 @@ def test_other_failures_set_failed_not_gone(connections):
     sender = sender_for(connections, cid)
     sender.send(protocol.status("generating"))
     sender.close()
-    assert sender.failed and not sender.gone
+    assert sender.failed and sender.broken and not sender.detached
 
 
 def test_poster_raises_connection_gone(connections):
@@ -112,7 +183,9 @@ def test_close_waits_for_a_stuck_post_no_longer_than_its_timeout():
     # A post that never returns (the network hangs) must not hold the reply past close's
     # bound, or the invocation would run into its own deadline.
     release = threading.Event()
-    sender = StreamSender(lambda data: release.wait(), coalesce_ms=0).start()
+    sender = StreamSender(
+        lambda data: release.wait(), conversation_id=CONVERSATION, coalesce_ms=0
+    ).start()
     sender.push("stuck")
     closer = threading.Thread(target=sender.close, kwargs={"timeout": 0.05})
     closer.start()

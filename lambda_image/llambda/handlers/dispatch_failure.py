@@ -3,7 +3,7 @@
 Lambda calls it with a record when a dispatched chat could not run (throttled until
 `EventAgeExceeded`, or `RetriesExhausted`), or when the reply crashed (a timeout or out of
 memory: `responseContext.functionError`). The client is told, and the lease released so
-the connection takes a new chat at once.
+the conversation takes a new chat at once.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 from llambda import protocol
 from llambda.connections import ConnectionStore
+from llambda.conversations import ConversationStore
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.handlers import aws
-from llambda.observability import count_error, logger
+from llambda.observability import count_error, log_safe, logger
 from llambda.sender import ConnectionGone
 from llambda.settings import DispatchFailureSettings
 
@@ -26,13 +27,16 @@ class DispatchFailureDeps:
     """What this function uses, built once per instance (`DEPS`) or by a test."""
 
     store: ConnectionStore
+    conversations: ConversationStore
     connections: aws.ManagementApis
 
     @classmethod
     def from_environment(cls) -> DispatchFailureDeps:
         settings = DispatchFailureSettings.from_env()
+        dynamodb = aws.dynamodb()
         return cls(
-            store=ConnectionStore(aws.dynamodb(), settings.table_name),
+            store=ConnectionStore(dynamodb, settings.table_name),
+            conversations=ConversationStore(dynamodb, settings.table_name),
             connections=aws.ManagementApis(),
         )
 
@@ -58,7 +62,11 @@ def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
     except MalformedDispatch as malformed:
         logger.error("failure record without a dispatch payload", extra={"why": str(malformed)})
         return False
-    logger.append_keys(connection_id=dispatch.connection_id, reply_id=dispatch.reply_id)
+    logger.append_keys(
+        connection_id=dispatch.connection_id,
+        conversation=log_safe(dispatch.conversation_id),
+        reply_id=dispatch.reply_id,
+    )
     message = failure_message(record)
     logger.warning(
         "dispatch failed",
@@ -71,14 +79,14 @@ def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
     told = False
     try:
         deps.connections.poster(dispatch.callback_url, dispatch.connection_id)(
-            protocol.encode(message)
+            protocol.encode(protocol.in_conversation(message, dispatch.conversation_id))
         )
         told = True
     except ConnectionGone:
         deps.store.delete(dispatch.connection_id)
     except Exception:
         logger.exception("could not tell the client")
-    deps.store.release_lease(dispatch.connection_id, dispatch.reply_id)
+    deps.conversations.release_lease(dispatch.conversation_id, dispatch.reply_id)
     return told
 
 

@@ -5,7 +5,10 @@ With provisioned concurrency it loads during init (the 10 s init cap does not ap
 there); on demand it loads on the first message, after telling the client `status: loading`.
 
 Generation never waits on the network: text goes to the background sender, and a watcher
-thread polls the connection item for a stop mark (and renews the lease) while tokens flow.
+thread polls the conversation's item while tokens flow: for a stop mark, for a client that
+attached from another connection (the reply resumes there), and to renew the lease. A
+reply whose client went away goes on for the stage's grace period, waiting for one to
+attach (polling faster then), and stops when none does.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
 
 from llambda import protocol
-from llambda.connections import ConnectionStore, ReplyState
+from llambda.conversations import Attachment, ConversationStore, ReplyState
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.engines import Engine, EngineError, GenerationRequest, load_engine
 from llambda.handlers import aws
 from llambda.observability import (
     count_error,
+    log_safe,
     logger,
     metrics,
     record_engine_load,
@@ -78,7 +82,7 @@ class InferenceDeps:
     """What the inference function uses, built once per instance (`DEPS`) or by a test."""
 
     settings: InferenceSettings
-    store: ConnectionStore
+    store: ConversationStore
     engines: EngineSource
     connections: aws.ManagementApis
 
@@ -88,7 +92,7 @@ class InferenceDeps:
         secrets = aws.secrets()
         return cls(
             settings=settings,
-            store=ConnectionStore(aws.dynamodb(), settings.table_name),
+            store=ConversationStore(aws.dynamodb(), settings.table_name),
             engines=EngineSource(lambda: load_configured_engine(settings, secrets)),
             connections=aws.ManagementApis(),
         )
@@ -117,28 +121,34 @@ def _error_code(error: ClientError) -> str:
 
 
 class ReplyWatcher:
-    """Polls the item every `poll_s` for a stop mark and renews the lease now and then."""
+    """Polls the conversation every `poll_s` (every `detached_poll_s` while no client is
+    attached) for a stop mark and a new attachment, and renews the lease now and then."""
 
     def __init__(
         self,
-        store: ConnectionStore,
-        connection_id: str,
-        reply_id: str,
+        store: ConversationStore,
+        dispatch: Dispatch,
+        sender: StreamSender,
+        connections: aws.ManagementApis,
         *,
-        poll_s: float,
-        lease_seconds: int,
+        settings: InferenceSettings,
         on_stop: Callable[[], None],
     ) -> None:
         self._store = store
-        self._cid = connection_id
-        self._reply_id = reply_id
-        self._poll_s = poll_s
-        self._lease_seconds = lease_seconds
+        self._dispatch = dispatch
+        self._sender = sender
+        self._connections = connections
+        self._poll_s = settings.stop_poll_ms / 1000
+        self._detached_poll_s = settings.resume_poll_ms / 1000
+        self._grace_s = settings.reply_grace_seconds
+        self._lease_seconds = settings.lease_seconds
         self._on_stop = on_stop
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reply-watcher", daemon=True)
+        self.attachment = Attachment(dispatch.connection_id, dispatch.attach_count)
         self.stopped = False
-        self.gone = False
+        self.gone = False  # the conversation was forgotten
+        self.expired = False  # no client attached within the grace
         self.failure: ClientError | None = None  # a poll that can never succeed
 
     def start(self) -> ReplyWatcher:
@@ -147,31 +157,59 @@ class ReplyWatcher:
 
     def finish(self) -> None:
         self._finished.set()
-        self._thread.join(10)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def follow(self, attachment: Attachment | None) -> None:
+        """Stream to `attachment` if a client attached since the last one seen."""
+        if attachment is None or attachment.count == self.attachment.count:
+            return
+        logger.info("client attached; resuming there", extra={"seen_seq": attachment.seen_seq})
+        self.attachment = attachment
+        self._sender.retarget(
+            self._connections.poster(self._dispatch.callback_url, attachment.connection_id),
+            seen_seq=attachment.seen_seq,
+        )
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self._on_stop()
 
     def _run(self) -> None:
         renewed = time.monotonic()
-        while not self._finished.wait(self._poll_s):
+        while not self._finished.wait(
+            self._detached_poll_s if self._sender.detached else self._poll_s
+        ):
             try:
-                state = self._store.reply_state(self._cid, self._reply_id)
-                if state is ReplyState.RUN and (
+                check = self._store.reply_check(
+                    self._dispatch.conversation_id, self._dispatch.reply_id
+                )
+                self.follow(check.attachment)
+                if check.state is ReplyState.RUN and (
                     time.monotonic() - renewed >= self._lease_seconds / 3
                 ):
-                    self._store.renew_lease(self._cid, self._reply_id, self._lease_seconds)
+                    self._store.renew_lease(
+                        self._dispatch.conversation_id,
+                        self._dispatch.reply_id,
+                        self._lease_seconds,
+                    )
                     renewed = time.monotonic()
             except Exception as error:  # a failed poll is tried again, unless it always will
-                logger.exception("stop poll failed")
+                logger.exception("reply poll failed")
                 if isinstance(error, ClientError) and _error_code(error) in PERMANENT_ERRORS:
                     self.failure = error
-                    self.stopped = True
-                    self._on_stop()
+                    self._stop()
                     return
                 continue
-            if state is not ReplyState.RUN:
-                logger.info("reply asked to stop", extra={"state": state.value})
-                self.gone = state is ReplyState.GONE
-                self.stopped = True
-                self._on_stop()
+            if check.state is not ReplyState.RUN:
+                logger.info("reply asked to stop", extra={"state": check.state.value})
+                self.gone = check.state is ReplyState.GONE
+                self._stop()
+                return
+            if self._sender.detached and self._sender.detached_seconds() >= self._grace_s:
+                logger.info("no client attached within the grace; stopping the reply")
+                self.expired = True
+                self._stop()
                 return
 
 
@@ -193,12 +231,12 @@ class ReplyOutcome:
 
 def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> ReplyOutcome:
     """Generate and stream one reply; always closes the sender and releases the lease."""
-    cid = dispatch.connection_id
+    conversation = dispatch.conversation_id
     store, engines, settings = deps.store, deps.engines, deps.settings
     watcher: ReplyWatcher | None = None
     released = False
 
-    def free_connection() -> None:
+    def free_conversation() -> None:
         """Release the lease once, before the final message goes out: a client that sends
         its next chat the moment it sees `done` must not find this reply still holding it."""
         nonlocal released
@@ -208,7 +246,7 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         if watcher is not None:
             watcher.finish()
         try:
-            store.release_lease(cid, dispatch.reply_id)
+            store.release_lease(conversation, dispatch.reply_id)
         except Exception:  # the lease lapses by itself
             logger.exception("lease release failed")
 
@@ -224,10 +262,10 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         # router took, and a stop may come while it loads.
         watcher = ReplyWatcher(
             store,
-            cid,
-            dispatch.reply_id,
-            poll_s=settings.stop_poll_ms / 1000,
-            lease_seconds=settings.lease_seconds,
+            dispatch,
+            sender,
+            deps.connections,
+            settings=settings,
             on_stop=interrupt_engine,
         ).start()
         init_ms = 0
@@ -262,27 +300,39 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         watcher.finish()
         if watcher.failure is not None:
             raise watcher.failure
-        if sender.gone or watcher.gone:
-            # The client went away: nothing to tell it and nothing to keep.
-            logger.info("client gone mid-reply", extra={"tokens": result.completion_tokens})
+        if watcher.gone:
+            # The conversation was forgotten: nothing to keep and no one to tell.
+            logger.info("conversation forgotten mid-reply")
             sender.close()
-            store.delete(cid)
             return ReplyOutcome("gone", result.reason, result.completion_tokens)
         # Saved and freed in one write, before `done` goes out: a client that sends its
-        # next chat the moment it sees `done` finds the connection free.
-        store.finish_reply(
-            cid,
+        # next chat the moment it sees `done` finds the conversation free. The write
+        # answers where the conversation is attached now, so a client that attached after
+        # the last poll still gets the end of the reply.
+        finished = store.finish_reply(
+            conversation,
             dispatch.reply_id,
             [*history, turn, {"role": "assistant", "content": result.text}],
             epoch=dispatch.epoch,
             max_chars=settings.history_max_chars,
+            ttl_seconds=settings.conversation_ttl_seconds,
+            interrupted=watcher.expired,
         )
         released = True
+        watcher.follow(finished.attachment)
+        if sender.detached:
+            logger.info(
+                "reply ended with no client attached",
+                extra={"tokens": result.completion_tokens, "expired": watcher.expired},
+            )
+            sender.close()
+            outcome = "expired" if watcher.expired else "kept"
+            return ReplyOutcome(outcome, result.reason, result.completion_tokens)
         ttft_ms = None if first_token_at is None else round((first_token_at - started) * 1000)
         tokens_per_s = round(result.completion_tokens / elapsed, 1) if elapsed > 0 else 0.0
         sender.close(
             protocol.done(
-                result.reason,
+                "stopped" if watcher.expired else result.reason,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
                 init_ms=init_ms,
@@ -306,13 +356,13 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         # An engine may name a more specific code (picoLLM's activation_limit).
         code = getattr(failure, "code", protocol.ENGINE_ERROR)
         count_error(code)
-        free_connection()
+        free_conversation()
         sender.close(protocol.error(code, str(failure)))
         return ReplyOutcome("error", error_code=code)
     except Exception:
         logger.exception("reply failed")
         count_error(protocol.ENGINE_ERROR)
-        free_connection()
+        free_conversation()
         sender.close(
             protocol.error(protocol.ENGINE_ERROR, "The reply failed unexpectedly; try again.")
         )
@@ -321,7 +371,7 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         if watcher is not None:
             watcher.finish()
         sender.close()
-        free_connection()
+        free_conversation()
 
 
 @metrics.log_metrics
@@ -335,12 +385,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"outcome": "invalid"}
     logger.append_keys(
         connection_id=dispatch.connection_id,
+        conversation=log_safe(dispatch.conversation_id),
         reply_id=dispatch.reply_id,
         api_request_id=dispatch.request_id,
     )
     deps = DEPS.get()
     sender = StreamSender(
         deps.connections.poster(dispatch.callback_url, dispatch.connection_id),
+        conversation_id=dispatch.conversation_id,
         coalesce_ms=deps.settings.coalesce_ms,
     )
     return run_reply(dispatch, deps, sender).to_json()

@@ -1,13 +1,14 @@
 """The router: $connect, $disconnect and $default of the WebSocket API.
 
 It answers within milliseconds (API Gateway gives an integration 29 s): it validates,
-updates the connection table, answers ping/stop/reset and every error itself, and hands a
+updates the table, answers every action but `chat` and every error itself, and hands a
 chat to the inference function asynchronously (ack-and-dispatch). It imports no engine.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -17,10 +18,18 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from llambda import protocol
-from llambda.connections import Busy, ConnectionStore, RateLimited
+from llambda.connections import ConnectionStore
+from llambda.conversations import (
+    Admitted,
+    Busy,
+    ConversationStore,
+    NotAttached,
+    NotFound,
+    RateLimited,
+)
 from llambda.dispatch import Dispatch
 from llambda.handlers import aws
-from llambda.observability import count_error, logger
+from llambda.observability import count_error, log_safe, logger
 from llambda.sender import ConnectionGone
 from llambda.settings import RouterSettings
 
@@ -30,6 +39,14 @@ FORBIDDEN = {"statusCode": 403}
 Send = Callable[[dict[str, Any]], None]
 Invoke = Callable[[Dispatch], None]
 
+# 24 random bytes: a 32-character URL-safe conversation id holding 192 bits (a capability,
+# docs/protocol.md).
+CONVERSATION_ID_BYTES = 24
+
+
+def new_conversation_id() -> str:
+    return secrets.token_urlsafe(CONVERSATION_ID_BYTES)
+
 
 @dataclass(frozen=True)
 class RouterDeps:
@@ -37,16 +54,20 @@ class RouterDeps:
 
     settings: RouterSettings
     store: ConnectionStore
+    conversations: ConversationStore
     invoke: Invoke  # asynchronous invocation of the inference alias
     connections: aws.ManagementApis
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+    new_conversation_id: Callable[[], str] = new_conversation_id
 
     @classmethod
     def from_environment(cls) -> RouterDeps:
         settings = RouterSettings.from_env()
+        dynamodb = aws.dynamodb()
         return cls(
             settings=settings,
-            store=ConnectionStore(aws.dynamodb(), settings.table_name),
+            store=ConnectionStore(dynamodb, settings.table_name),
+            conversations=ConversationStore(dynamodb, settings.table_name),
             invoke=lambda_invoker(aws.lambda_client(), settings.inference_function),
             connections=aws.ManagementApis(),
         )
@@ -81,7 +102,6 @@ def on_disconnect(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> dict[str
 
 def on_message(event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send) -> None:
     """Handle one $default frame; every outcome the client should know is `send`-ed."""
-    connection_id = event.request_context.connection_id
     try:
         message = protocol.parse_client_message(
             event.body,
@@ -96,61 +116,166 @@ def on_message(event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send) ->
     logger.info("message", extra={"action": message.action})
     if isinstance(message, protocol.Ping):
         send(protocol.pong())
+    elif isinstance(message, protocol.Chat):
+        dispatch_chat(message, event, deps, send)
+    else:
+        logger.append_keys(conversation=log_safe(message.conversation))
+        try:
+            on_conversation_message(message, event, deps, send)
+        except NotFound:
+            count_error(protocol.NOT_FOUND)
+            send(protocol.error(protocol.NOT_FOUND, NOT_FOUND_MESSAGE))
+        except NotAttached:
+            count_error(protocol.NOT_ATTACHED)
+            send(protocol.error(protocol.NOT_ATTACHED, NOT_ATTACHED_MESSAGE))
+
+
+NOT_FOUND_MESSAGE = "No such conversation: it expired or was forgotten. Start a new one."
+NOT_ATTACHED_MESSAGE = (
+    "This conversation is open on another connection; attach it to continue here."
+)
+
+
+def on_conversation_message(
+    message: protocol.Attach
+    | protocol.FetchHistory
+    | protocol.Forget
+    | protocol.Stop
+    | protocol.Reset,
+    event: APIGatewayWebSocketEvent,
+    deps: RouterDeps,
+    send: Send,
+) -> None:
+    """attach, history, forget, stop and reset; `NotFound`/`NotAttached` propagate."""
+    connection_id = event.request_context.connection_id
+    conversations, conversation = deps.conversations, message.conversation
+    if isinstance(message, protocol.Attach):
+        found = conversations.attach(
+            conversation,
+            connection_id,
+            seen_seq=message.seq,
+            ttl_seconds=deps.settings.conversation_ttl_seconds,
+        )
+        send(
+            protocol.attached(
+                conversation,
+                found.turns,
+                running_prompt=found.running_prompt,
+                interrupted=found.interrupted,
+            )
+        )
+        if found.previous_connection is not None:
+            tell_detached(found.previous_connection, conversation, event, deps)
+    elif isinstance(message, protocol.FetchHistory):
+        send(protocol.history(conversation, conversations.history(conversation)))
+    elif isinstance(message, protocol.Forget):
+        conversations.forget(conversation)
+        send(protocol.forgotten(conversation))
     elif isinstance(message, protocol.Stop):
         # The running reply ends with `done` reason `stopped`; with none running, no-op.
-        deps.store.request_stop(connection_id)
-    elif isinstance(message, protocol.Reset):
-        send(protocol.reset_done(stopped=deps.store.reset(connection_id)))
+        conversations.request_stop(conversation, connection_id)
     else:
-        dispatch_chat(message, event, deps, send)
+        send(protocol.reset_done(stopped=conversations.reset(conversation, connection_id)))
+
+
+def tell_detached(
+    connection_id: str, conversation: str, event: APIGatewayWebSocketEvent, deps: RouterDeps
+) -> None:
+    """The newest attach won: the connection that had the conversation is told (if it is
+    still there)."""
+    try:
+        deps.connections.poster(_callback_url(event), connection_id)(
+            protocol.encode(protocol.detached(conversation))
+        )
+    except ConnectionGone:
+        pass  # it is the connection that dropped: the usual case of a resume
+    except Exception:
+        logger.exception("could not tell the previous connection")
 
 
 def dispatch_chat(
     chat: protocol.Chat, event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send
 ) -> str | None:
-    """Rate-limit and take the lease (one write), then invoke the inference alias; the
-    reply id or None."""
+    """Rate-limit and take the conversation's lease (one write; a new conversation is
+    created by it), then invoke the inference alias; the reply id or None."""
     ctx = event.request_context
     connection_id = ctx.connection_id
     settings = deps.settings
     reply_id = deps.new_id()
+    conversation = chat.conversation
     try:
-        history = deps.store.admit_chat(
-            connection_id,
-            reply_id,
-            per_minute=settings.messages_per_minute,
-            lease_seconds=settings.lease_seconds,
-            ttl_seconds=settings.connection_ttl_seconds,
-        )
-    except RateLimited:
-        count_error(protocol.RATE_LIMITED)
-        send(
-            protocol.error(
-                protocol.RATE_LIMITED,
-                f"Too many messages: at most {settings.messages_per_minute} chats a minute.",
+        if conversation is None:
+            conversation = deps.new_conversation_id()
+            logger.append_keys(conversation=log_safe(conversation))
+            admitted = deps.conversations.start(
+                conversation,
+                connection_id,
+                reply_id,
+                prompt=chat.prompt,
+                lease_seconds=settings.lease_seconds,
+                ttl_seconds=settings.conversation_ttl_seconds,
             )
+            send(protocol.conversation_started(conversation))
+        else:
+            logger.append_keys(conversation=log_safe(conversation))
+            admitted = deps.conversations.admit_chat(
+                conversation,
+                connection_id,
+                reply_id,
+                prompt=chat.prompt,
+                per_minute=settings.messages_per_minute,
+                lease_seconds=settings.lease_seconds,
+                ttl_seconds=settings.conversation_ttl_seconds,
+            )
+    except (NotFound, NotAttached, RateLimited, Busy) as refused:
+        code, text = _refusal(refused, settings)
+        count_error(code)
+        send(protocol.error(code, text))
+        return None
+    return _invoke(chat, conversation, reply_id, admitted, event, deps, send)
+
+
+def _refusal(refused: Exception, settings: RouterSettings) -> tuple[str, str]:
+    if isinstance(refused, NotFound):
+        return protocol.NOT_FOUND, NOT_FOUND_MESSAGE
+    if isinstance(refused, NotAttached):
+        return protocol.NOT_ATTACHED, NOT_ATTACHED_MESSAGE
+    if isinstance(refused, RateLimited):
+        return (
+            protocol.RATE_LIMITED,
+            f"Too many messages: at most {settings.messages_per_minute} chats a minute.",
         )
-        return None
-    except Busy:
-        count_error(protocol.BUSY)
-        send(protocol.error(protocol.BUSY, "A reply is still running; wait for it or stop it."))
-        return None
+    return protocol.BUSY, "A reply is still running; wait for it or stop it."
+
+
+def _invoke(
+    chat: protocol.Chat,
+    conversation: str,
+    reply_id: str,
+    admitted: Admitted,
+    event: APIGatewayWebSocketEvent,
+    deps: RouterDeps,
+    send: Send,
+) -> str | None:
+    ctx = event.request_context
     dispatch = Dispatch(
-        connection_id=connection_id,
+        connection_id=ctx.connection_id,
+        conversation_id=conversation,
         reply_id=reply_id,
         request_id=ctx.request_id,
         callback_url=_callback_url(event),
         prompt=chat.prompt,
         options=chat.options,
         dispatched_at_ms=int(time.time() * 1000),
-        history=tuple(history.turns),
-        epoch=history.epoch,
+        history=tuple(admitted.turns),
+        epoch=admitted.epoch,
+        attach_count=admitted.attachment.count,
     )
     try:
         deps.invoke(dispatch)
     except Exception:
         logger.exception("dispatch failed")
-        deps.store.release_lease(connection_id, reply_id)
+        deps.conversations.release_lease(conversation, reply_id)
         count_error(protocol.UNAVAILABLE)
         send(protocol.error(protocol.UNAVAILABLE, "The model is unavailable; try again shortly."))
         return None
