@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from offline.cloud import OfflineCloud
+from offline.gateway import GatewayLimits
 from offline.template import StageAssembly
 
 
@@ -45,6 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0,
         help="added to every @connections call, to see streaming at cloud latency",
+    )
+    defaults = GatewayLimits()
+    parser.add_argument(
+        "--idle-timeout-seconds",
+        type=float,
+        default=defaults.idle_timeout_seconds,
+        help="close a connection this long without a message (API Gateway: 600)",
+    )
+    parser.add_argument(
+        "--max-connection-seconds",
+        type=float,
+        default=defaults.max_connection_seconds,
+        help="close every connection at this age (API Gateway: 7200), to try resuming",
     )
     parser.add_argument(
         "--env",
@@ -135,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         environment=dict(args.env),
         secrets=dict(args.secret),
         post_latency_ms=args.post_latency_ms,
+        limits=GatewayLimits(
+            idle_timeout_seconds=args.idle_timeout_seconds,
+            max_connection_seconds=args.max_connection_seconds,
+        ),
         enforce_iam=not args.no_iam,
         on_frame=ReplyLog(log),
     )

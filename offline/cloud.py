@@ -300,6 +300,11 @@ class OfflineCloud:
         names = {plan.arn: plan.name for plan in self._plans}
         routes = {route.route_key: names[route.function_arn] for route in api.routes}
         authorizer = api.authorizer
+        # The stage's throttling joins the limits; the gateway reads this object at each
+        # check, so a test may shrink the idle or age limit of a running twin.
+        self.limits = dataclasses.replace(
+            self.limits, throttle_rate=api.throttle_rate, throttle_burst=api.throttle_burst
+        )
         self._gateway = WebSocketGateway(
             GatewayConfig(
                 api=events.Api(
@@ -309,9 +314,7 @@ class OfflineCloud:
                 route_selection_expression=api.route_selection_expression,
                 authorizer=names[authorizer.function_arn] if authorizer else None,
                 identity_sources=authorizer.identity_sources if authorizer else (),
-                limits=dataclasses.replace(
-                    self.limits, throttle_rate=api.throttle_rate, throttle_burst=api.throttle_burst
-                ),
+                limits=self.limits,
             ),
             invoke=self._invoke_json,
             registry=self.connections,

@@ -306,6 +306,42 @@ def test_a_dropped_reply_resumes_on_another_connection_without_gaps_or_duplicate
     assert saved[-1]["content"] == "".join(d["text"] for d in deltas)
 
 
+def test_the_gateways_age_cut_mid_reply_is_survived_by_attaching_again(cloud):
+    # API Gateway closes every connection at 2 hours; the twin's limit is shrunk to the
+    # length of a reply's start, and put back before the client reconnects.
+    default_age = cloud.limits.max_connection_seconds
+
+    async def scenario():
+        cloud.limits.max_connection_seconds = 3.0
+        try:
+            async with connect(cloud) as ws:
+                await chat(ws, LONG_PROMPT, max_tokens=500)
+                seen = [await first_delta(ws)]
+                try:
+                    while True:
+                        message = await receive(ws)
+                        if message["type"] == "delta":
+                            seen.append(message)
+                except websockets.ConnectionClosed as closed:
+                    cut = closed.rcvd
+        finally:
+            cloud.limits.max_connection_seconds = default_age
+        conversation = conversation_of(ws)
+        async with connect(cloud) as ws:
+            answer = await attach(ws, conversation, seq=seen[-1]["seq"])
+            rest, done = await until_done(ws)
+        return conversation, cut, seen, answer, rest, done
+
+    conversation, cut, seen, answer, rest, done = run(scenario())
+    assert (cut.code, cut.reason) == (1001, "Going away")
+    assert answer["reply"] == {"prompt": LONG_PROMPT}, answer  # still running at the cut
+    assert done["type"] == "done", (done, diagnostics(cloud))
+    deltas = seen + rest
+    assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+    saved = cloud.table().get_item(Key={"pk": "conversation#" + conversation})["Item"]
+    assert json.loads(saved["history"])[-1]["content"] == "".join(d["text"] for d in deltas)
+
+
 def test_the_newest_attach_wins_and_the_older_connection_is_told(cloud):
     async def scenario():
         async with connect(cloud) as first, connect(cloud) as second:
