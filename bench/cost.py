@@ -23,7 +23,9 @@ REPLY_TOKENS = 256
 REPLIES = 1000
 WS_MESSAGE_UNIT_BYTES = 32 * 1024
 
-RATE_LIMIT_WRITES = 2
+# A chat is admitted (counted and leased) in one conditional write, two on the first chat
+# of a minute (the first fails its condition; failed conditional writes are metered too).
+ADMIT_WRITES = 2
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Assumptions:
     idle_minutes_per_connection: float = 1.0
     # Router and authorizer: a few DynamoDB calls each.
     small_function_ms: float = 50.0
-    # The connection item carries the conversation: assume the history half full.
+    # The conversation's item carries its history: assume it half full.
     history_fill: float = 0.5
     item_overhead_bytes: int = 300
     # Powertools JSON logs of the router and the inference function for one reply.
@@ -182,20 +184,19 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
     messages = 1 + 1 + deltas + 1
     connection_minutes = t / 60 + a.idle_minutes_per_connection / rpc
 
-    # DynamoDB: the connection item holds the history, and DynamoDB meters a read per
+    # DynamoDB: the conversation's item holds the history, and DynamoDB meters a read per
     # 4 KB and a write per 1 KB of the whole item, whatever the update touches.
     size = item_bytes(config, a)
     rru_per_read = math.ceil(size / 4096)
     wru_per_write = math.ceil(size / 1024)
+    # The reply reads no history (the dispatch carries it): its reads are the watcher's.
     polls = math.floor(t * 1000 / config.stop_poll_ms)
-    reads = polls + 1  # + the history read when the reply starts
+    reads = polls
     # The watcher renews the lease every third of it (llambda/handlers/inference.py).
     renewals = math.floor(t / (config.lease_seconds / 3))
-    # Per reply: the rate-limit count (two writes, the first failing its condition, on the
-    # first message of a minute; failed conditional writes are metered too), lease
-    # acquire, renewals, history save, lease release. Per connection: $connect's put and
-    # $disconnect's delete.
-    writes_per_reply = RATE_LIMIT_WRITES + 1 + renewals + 1 + 1
+    # Per reply: admission (count and lease), renewals, and the last write that saves the
+    # turn and frees the lease. Per connection: $connect's put and $disconnect's delete.
+    writes_per_reply = ADMIT_WRITES + renewals + 1
     writes = writes_per_reply + 2 / rpc
 
     duration_price = PRICES["lambda_provisioned_duration" if provisioned else "lambda_duration"]
@@ -241,9 +242,7 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
             what="DynamoDB reads (stop polls)",
             quantity=n * reads * rru_per_read,
             price=PRICES["dynamodb_read"],
-            formula=(
-                f"{n} * ({polls} polls every {config.stop_poll_ms} ms + 1) * {rru_per_read} RRU"
-            ),
+            formula=f"{n} * {polls} polls every {config.stop_poll_ms} ms * {rru_per_read} RRU",
         ),
         Line(
             item=Item.DYNAMODB_WRITES,
@@ -251,8 +250,8 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
             quantity=n * writes * wru_per_write,
             price=PRICES["dynamodb_write"],
             formula=(
-                f"{n} * ({RATE_LIMIT_WRITES} rate + lease + {renewals} renewals + history + "
-                f"release + {2 / rpc:g} connect/disconnect) * {wru_per_write} WRU "
+                f"{n} * ({ADMIT_WRITES} admission + {renewals} renewals + save-and-release + "
+                f"{2 / rpc:g} connect/disconnect) * {wru_per_write} WRU "
                 f"({size / 1024:.1f} KB item)"
             ),
         ),
@@ -368,8 +367,9 @@ def render(a: Assumptions | None = None, footprints: dict[str, Footprint] | None
             "",
             *_lines_table(at_rest(config, a, footprints[name])),
             "",
-            "DynamoDB on-demand costs nothing at rest (storage of a few KB per connection is "
-            "within the 25 GB free storage); CloudFront and S3 for the web client, log storage "
+            "DynamoDB on-demand costs nothing at rest (a conversation is a few KB, kept "
+            f"{config.conversation_ttl_days} days after its last use: millions fit in the 25 GB "
+            "of free storage); CloudFront and S3 for the web client, log storage "
             "and Secrets Manager API calls (one secret read per cold start) are fractions of "
             "a cent.",
             "",
@@ -396,7 +396,7 @@ def render(a: Assumptions | None = None, footprints: dict[str, Footprint] | None
         "$disconnect: pessimistic) |",
         f"| reader connected after the reply | {a.idle_minutes_per_connection:g} min |",
         f"| router / authorizer run time | {a.small_function_ms:g} ms each |",
-        f"| connection item | history {a.history_fill:.0%} of the stage's cap + "
+        f"| conversation item | history {a.history_fill:.0%} of the stage's cap + "
         f"{a.item_overhead_bytes} bytes |",
         "| stop polls | strongly consistent GetItem, whole item metered |",
         "| lease renewals | every third of the lease (as the runtime does) |",
