@@ -7,7 +7,7 @@ works in `mutants/<module>/`, where `llambda` is the runtime package itself: the
 then import `llambda.*` from mutmut's mutated copy, never from `lambda_image/`. It needs
 TWIN_ASSEMBLY, as `make test` does (the Makefile sets it).
 
-    python -m tests.mutate [protocol sender connections router] [--workers N]
+    python -m tests.mutate [protocol sender conversations router] [--workers N]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Target:
 TARGETS = {
     "protocol": Target("llambda/protocol.py", "tests/runtime/test_protocol.py"),
     "sender": Target("llambda/sender.py", "tests/runtime/test_sender.py"),
-    "connections": Target("llambda/connections.py", "tests/runtime/test_connection_store.py"),
+    "conversations": Target("llambda/conversations.py", "tests/runtime/test_conversation_store.py"),
     "router": Target("llambda/handlers/router.py", "tests/runtime/test_router.py"),
 }
 
