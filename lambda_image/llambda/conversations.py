@@ -94,6 +94,7 @@ class Finished:
 class ReplyCheck:
     state: ReplyState
     attachment: Attachment | None
+    epoch: int = 0
 
 
 # No `reset` since the history was read (an item from before epochs counts as epoch 0).
@@ -411,12 +412,12 @@ class ConversationStore:
         item = self.get(conversation_id)
         if item is None:
             return ReplyCheck(ReplyState.GONE, None)
-        attachment = _attachment_of(item)
+        attachment, epoch = _attachment_of(item), _number(item, "epoch")
         if item.get("replyId", {}).get("S") != reply_id:
-            return ReplyCheck(ReplyState.STOP, attachment)
+            return ReplyCheck(ReplyState.STOP, attachment, epoch)
         if item.get("stopRequested", {}).get("S") == reply_id:
-            return ReplyCheck(ReplyState.STOP, attachment)
-        return ReplyCheck(ReplyState.RUN, attachment)
+            return ReplyCheck(ReplyState.STOP, attachment, epoch)
+        return ReplyCheck(ReplyState.RUN, attachment, epoch)
 
     def renew_lease(self, conversation_id: str, reply_id: str, lease_seconds: int) -> bool:
         """Extend the running reply's lease; False if it is no longer this reply's."""

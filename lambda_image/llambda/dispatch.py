@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llambda import protocol
 from llambda.history import Message, valid_turns
 from llambda.protocol import ChatOptions
 
@@ -58,6 +59,17 @@ class Dispatch:
             "epoch": self.epoch,
             "attachCount": self.attach_count,
         }
+
+    def attached(self, *, reset: bool) -> dict[str, Any]:
+        """The answer to an `attach` that came while this reply runs (the reply sends it,
+        before the deltas the client lacks): the turns it started from (none once a `reset`
+        emptied them) and its prompt."""
+        return protocol.attached(
+            self.conversation_id,
+            [] if reset else list(self.history),
+            running_prompt=self.prompt,
+            interrupted=False,
+        )
 
     @classmethod
     def from_event(cls, event: Any) -> Dispatch:

@@ -51,12 +51,14 @@ class _Text:
 
 
 class _Replay:
-    """Post the kept deltas from `first_seq` on (to a newly attached connection)."""
+    """Post `greeting`, then the kept deltas from `first_seq` on (to a newly attached
+    connection)."""
 
-    __slots__ = ("first_seq",)
+    __slots__ = ("first_seq", "greeting")
 
-    def __init__(self, first_seq: int) -> None:
+    def __init__(self, first_seq: int, greeting: dict[str, Any] | None) -> None:
         self.first_seq = first_seq
+        self.greeting = greeting
 
 
 class StreamSender:
@@ -111,16 +113,23 @@ class StreamSender:
         """Posting failed for good: stop generating."""
         return self.failed
 
-    def retarget(self, post: Callable[[bytes], None], *, seen_seq: int) -> None:
-        """Stream to another connection from now on: first the kept deltas after
-        `seen_seq`, then whatever comes next. The old target gets nothing more."""
+    def retarget(
+        self,
+        post: Callable[[bytes], None],
+        *,
+        seen_seq: int,
+        greeting: dict[str, Any] | None = None,
+    ) -> None:
+        """Stream to another connection from now on: first `greeting` (the answer to its
+        `attach`), then the kept deltas after `seen_seq`, then whatever comes next. The old
+        target gets nothing more."""
         with self._cond:
             self._post = post
             self.detached_since = None
             # One replay, before anything queued (queued text has later seqs than every
             # kept delta), to the newest target only.
             self._items = deque(i for i in self._items if not isinstance(i, _Replay))
-            self._items.appendleft(_Replay(max(seen_seq + 1, 0)))
+            self._items.appendleft(_Replay(max(seen_seq + 1, 0), greeting))
             self._replay_pending = True
             self._cond.notify()
 
@@ -191,6 +200,8 @@ class StreamSender:
                 logger.info("resuming the reply", extra={"from_seq": item.first_seq})
                 with self._cond:
                     self._replay_pending = False
+                if item.greeting is not None:
+                    self._send(item.greeting)
                 # Only this thread adds deltas, so the range cannot grow meanwhile.
                 for seq in range(item.first_seq, len(self.deltas)):
                     self._send(protocol.delta(self.deltas[seq], seq))

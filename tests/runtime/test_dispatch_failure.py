@@ -85,3 +85,21 @@ def test_gone_client_record_deleted_and_queue_records_read(lambda_env, store, co
         "notified": 0,
         "records": 1,
     }
+
+
+def test_a_client_that_attached_while_the_reply_waited_is_the_one_told(
+    lambda_env, conversations, connections, context
+):
+    from llambda.handlers import dispatch_failure
+
+    old, new, conversation, reply_id = new_id(), new_id(), new_id(), new_id()
+    connections.connect(old)
+    new_peer = connections.connect(new)
+    conversations.start(conversation, old, reply_id, prompt="hi", lease_seconds=60, ttl_seconds=60)
+    conversations.attach(conversation, new, seen_seq=-1, ttl_seconds=60)
+    event = record(old, reply_id, connections.endpoint, conversation=conversation)
+    assert dispatch_failure.handler(event, context) == {"notified": 1, "records": 1}
+    attached, error = new_peer.messages
+    assert attached["type"] == "attached" and attached["reply"] == {"prompt": "hi"}
+    assert error["type"] == "error" and error["code"] == "unavailable"
+    assert "replyId" not in conversations.get(conversation)

@@ -278,6 +278,12 @@ def test_a_client_attaching_mid_reply_gets_the_rest_without_gaps_or_duplicates(
     had = [m for m in old.messages if m["type"] == "delta"]
     assert [m["seq"] for m in had] == [0, 1]
     got = new.messages
+    # The reply answers the attach itself, before anything it replays.
+    assert got[0] == {
+        **dispatch.attached(reset=False),
+        "conversation": dispatch.conversation_id,
+    }
+    assert got[0]["reply"] == {"prompt": "Tell me a very long story."}
     assert got[-1]["type"] == "done" and got[-1]["conversation"] == dispatch.conversation_id
     rest = [m for m in got if m["type"] == "delta"]
     assert [m["seq"] for m in had + rest] == list(range(len(had) + len(rest)))
@@ -313,6 +319,7 @@ def test_a_client_attaching_as_the_reply_ends_still_gets_its_end(
     )
     run(dispatch, racing, connections, Loaded(llama_engine), settings)
     got = new.messages
+    assert got[0]["type"] == "attached" and got[0]["reply"] == {"prompt": "Name three colours."}
     assert got[-1]["type"] == "done"
     deltas = [m for m in got if m["type"] == "delta"]
     assert [m["seq"] for m in deltas] == list(range(len(deltas)))

@@ -291,22 +291,25 @@ def test_attach_answers_the_turns_and_tells_the_connection_it_left(
     assert invokes.calls[-1]["payload"]["attachCount"] == 1
 
 
-def test_attach_during_a_reply_names_its_prompt_and_where_it_resumes(
-    new_client, conversations, invokes
-):
+def test_attach_during_a_reply_is_left_to_the_reply_to_answer(new_client, conversations, invokes):
+    # The reply answers it, then sends the deltas the client lacks (one sender, one
+    # order); the router only records where the reply resumes.
     first, second = new_client(), new_client()
     first.chat("Tell me a story.")
     reply_id = invokes.calls[-1]["payload"]["replyId"]
     second.conversation = first.conversation
-    answer = second.act("attach", seq=5)
-    assert answer["reply"] == {"prompt": "Tell me a story."}
+    assert second.act("attach", seq=5) is None
     attachment = conversations.reply_check(first.conversation, reply_id).attachment
-    assert (attachment.connection_id, attachment.seen_seq) == (second.cid, 5)
+    assert (attachment.connection_id, attachment.seen_seq, attachment.count) == (second.cid, 5, 1)
+    assert first.peer.messages[-1] == {"type": "detached", "conversation": first.conversation}
 
 
-def test_attaching_from_a_dropped_connection_tells_no_one(new_client, connections, invokes):
+def test_attaching_from_a_dropped_connection_tells_no_one(
+    new_client, connections, conversations, invokes
+):
     first, second = new_client(), new_client()
     first.chat("one")
+    finish(conversations, first, invokes)
     first.peer.vanish()
     second.conversation = first.conversation
     assert second.act("attach")["type"] == "attached"
@@ -338,7 +341,7 @@ def test_an_unknown_or_forgotten_conversation_is_not_found(client, invokes, acti
     assert invokes.calls == []
 
 
-def test_the_conversation_id_is_never_logged_whole(client, invokes, monkeypatch):
+def test_the_conversation_id_is_never_logged_whole(client, conversations, invokes, monkeypatch):
     import io
 
     from llambda.observability import logger
@@ -346,6 +349,7 @@ def test_the_conversation_id_is_never_logged_whole(client, invokes, monkeypatch)
     out = io.StringIO()  # what CloudWatch would get: the handler's own formatted lines
     monkeypatch.setattr(logger.logger_handler, "stream", out)
     client.chat()
+    finish(conversations, client, invokes)
     client.act("history")
     client.act("attach")
     out = out.getvalue()

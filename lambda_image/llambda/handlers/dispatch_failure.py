@@ -76,14 +76,22 @@ def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
         },
     )
     count_error(message["code"])
+    # A client may have attached from another connection while the reply waited: it is
+    # the one to tell, and it is owed the answer to its `attach` first (the reply would
+    # have sent it).
+    check = deps.conversations.reply_check(dispatch.conversation_id, dispatch.reply_id)
+    connection_id, frames = dispatch.connection_id, [message]
+    if check.attachment is not None and check.attachment.count != dispatch.attach_count:
+        connection_id = check.attachment.connection_id
+        frames = [dispatch.attached(reset=check.epoch != dispatch.epoch), message]
     told = False
     try:
-        deps.connections.poster(dispatch.callback_url, dispatch.connection_id)(
-            protocol.encode(protocol.in_conversation(message, dispatch.conversation_id))
-        )
+        post = deps.connections.poster(dispatch.callback_url, connection_id)
+        for frame in frames:
+            post(protocol.encode(protocol.in_conversation(frame, dispatch.conversation_id)))
         told = True
     except ConnectionGone:
-        deps.store.delete(dispatch.connection_id)
+        deps.store.delete(connection_id)
     except Exception:
         logger.exception("could not tell the client")
     deps.conversations.release_lease(dispatch.conversation_id, dispatch.reply_id)

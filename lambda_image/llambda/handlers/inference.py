@@ -160,15 +160,21 @@ class ReplyWatcher:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(10)
 
-    def follow(self, attachment: Attachment | None) -> None:
-        """Stream to `attachment` if a client attached since the last one seen."""
+    def follow(self, attachment: Attachment | None, *, reset: bool) -> None:
+        """Stream to `attachment` if a client attached since the last one seen.
+
+        While a reply runs, it answers the `attach` itself (the router leaves it to the
+        reply), so the answer comes before the replayed deltas: one sender, one order.
+        """
         if attachment is None or attachment.count == self.attachment.count:
             return
         logger.info("client attached; resuming there", extra={"seen_seq": attachment.seen_seq})
         self.attachment = attachment
+        dispatch = self._dispatch
         self._sender.retarget(
-            self._connections.poster(self._dispatch.callback_url, attachment.connection_id),
+            self._connections.poster(dispatch.callback_url, attachment.connection_id),
             seen_seq=attachment.seen_seq,
+            greeting=dispatch.attached(reset=reset),
         )
 
     def _stop(self) -> None:
@@ -184,7 +190,7 @@ class ReplyWatcher:
                 check = self._store.reply_check(
                     self._dispatch.conversation_id, self._dispatch.reply_id
                 )
-                self.follow(check.attachment)
+                self.follow(check.attachment, reset=check.epoch != self._dispatch.epoch)
                 if check.state is ReplyState.RUN and (
                     time.monotonic() - renewed >= self._lease_seconds / 3
                 ):
@@ -319,7 +325,7 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
             interrupted=watcher.expired,
         )
         released = True
-        watcher.follow(finished.attachment)
+        watcher.follow(finished.attachment, reset=not finished.saved)
         if sender.detached:
             logger.info(
                 "reply ended with no client attached",

@@ -156,14 +156,14 @@ def on_conversation_message(
             seen_seq=message.seq,
             ttl_seconds=deps.settings.conversation_ttl_seconds,
         )
-        send(
-            protocol.attached(
-                conversation,
-                found.turns,
-                running_prompt=found.running_prompt,
-                interrupted=found.interrupted,
+        if found.running_prompt is None:
+            send(
+                protocol.attached(
+                    conversation, found.turns, running_prompt=None, interrupted=found.interrupted
+                )
             )
-        )
+        # Else the running reply answers, then sends what the client lacks: from one
+        # sender, the answer cannot be overtaken by the deltas it announces.
         if found.previous_connection is not None:
             tell_detached(found.previous_connection, conversation, event, deps)
     elif isinstance(message, protocol.FetchHistory):
