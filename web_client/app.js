@@ -1,6 +1,12 @@
-// The chat page: wires the composer, the conversation and the status line to one
-// WebSocket, and handles every server message in ONE switch on its `type`. What is in
-// flight lives in one ChatState (chat_state.js), whose phases name the page's states.
+// The chat page: wires the composer, the conversation, the list of conversations and the
+// status line to one WebSocket, and handles every server message in ONE switch on its
+// `type`. What is in flight lives in one ChatState (chat_state.js), whose phases name the
+// page's states.
+//
+// A conversation lives on the server under the id it issued (docs/protocol.md). The page
+// keeps that id for this tab (tab_memory.js) and attaches it again after every reconnect
+// and reload, with the `seq` of the last delta it showed, so the model's memory and a
+// running reply survive both; it says so only when something really was lost.
 
 import { Announcer } from "./announcer.js";
 import { ChatState, Phase, Turn, TurnKind } from "./chat_state.js";
@@ -8,17 +14,23 @@ import { copyText } from "./clipboard.js";
 import { Composer } from "./composer.js";
 import { loadPageConfig } from "./config.js";
 import { Connection } from "./connection.js";
+import { ConversationList, titleOf } from "./conversation_list.js";
 import { ConversationView } from "./conversation_view.js";
+import { actionButton } from "./dom.js";
 import { friendlyError, REFUSED_CHAT_CODES } from "./errors.js";
+import { PromptView } from "./prompt_view.js";
+import { ReplyView } from "./reply_view.js";
 import { Settings } from "./settings.js";
 import { StatusLine } from "./status.js";
+import { saveConversation, savedConversation, savedProgress, saveProgress } from "./tab_memory.js";
+import { download, fileName, toJson, toMarkdown } from "./transcript_export.js";
 
 // API Gateway closes the connection on a frame over 128 KB; refuse such a prompt here
 // instead, so the connection and the text survive.
 const MAX_FRAME_BYTES = 127 * 1024;
 // If a stopped or reset reply never confirms its end, stop waiting for it after this.
 const SETTLE_TIMEOUT_MS = 5000;
-// The server frees the connection just after a reply's `done`, and a reply that outlived
+// The server frees the conversation just after a reply's `done`, and a reply that outlived
 // the wait above may hold it a while longer, so a chat sent then can be refused as `busy`
 // (docs/protocol.md). Such a refusal is retried, backing off, for this long at most; a
 // `busy` with no reply ended that recently is shown at once.
@@ -34,8 +46,17 @@ const WORDS = {
   queuedForConnection: "Waiting for the connection. It will be sent when it is back.",
   gatewayError: "The server could not handle that request. Try again in a moment.",
   dropped: "The connection dropped. Reconnecting…",
-  reconnected:
-    "Reconnected. This is a new connection, so the model does not remember the messages above.",
+  // Said in place of `dropped`: nothing was lost, the conversation was attached again.
+  cameBack: "The connection dropped and came back. The conversation goes on.",
+  replyWaits: "The connection dropped. The reply goes on when it is back…",
+  cutOff:
+    "Cut off: the connection was away longer than the server keeps a reply going, so this is as far as it got.",
+  finishedAway: "Finished while the connection was away",
+  lost:
+    "This conversation is no longer on the server (it expired, or was forgotten), so the model does not remember the messages above. Your next message starts a new conversation.",
+  detached: "This conversation was opened in another tab or window; its replies go there now.",
+  heldElsewhere: "Not sent: this conversation is open in another tab. Take it back to send it here.",
+  continuedElsewhere: "Goes on in the other tab.",
   regeneratedFresh:
     "Regenerated in a fresh context: the model no longer remembers the messages above.",
   editedFresh: "Sent again in a fresh context: the model no longer remembers the messages above.",
@@ -69,6 +90,15 @@ const composer = new Composer(
   },
   { onSubmit: submitPrompt, onStop: stopReply, onCancelEdit: cancelEdit },
 );
+const chats = new ConversationList(
+  {
+    panel: byId("chats"),
+    list: byId("chat-list"),
+    empty: byId("chat-list-empty"),
+    exportButtons: [byId("export-markdown"), byId("export-json")],
+  },
+  { onOpen: switchTo, onForget: forget },
+);
 const settings = new Settings({
   panel: byId("settings"),
   maxTokens: byId("max-tokens"),
@@ -77,12 +107,20 @@ const settings = new Settings({
   note: byId("settings-note"),
 });
 let connection = null;
+let modelName = "";
+const pendingForgets = new Set(); // `forget`s for the next open connection
 
 function handleMessage(message) {
   const turn = state.turn;
+  // A reply's messages name their conversation: one this page left (New chat, or another
+  // conversation opened) may still be streaming here, and is not shown.
+  const elsewhere = message.conversation !== undefined && message.conversation !== state.conversation;
   switch (message.type) {
+    case "conversation":
+      conversationStarted(String(message.id ?? ""));
+      break;
     case "status":
-      if (state.draining || !turn?.sent) break;
+      if (elsewhere || !turn?.sent) break;
       markStarted(turn);
       if (message.state === "loading") {
         status.set("loading", "Model loading (cold start)…", { since: performance.now() });
@@ -91,31 +129,45 @@ function handleMessage(message) {
       }
       break;
     case "delta":
-      if (state.draining || !turn?.sent) break;
+      if (elsewhere || !turn?.sent) break;
+      // A resumed reply starts after the last delta shown: never the same text twice.
+      if (Number.isInteger(message.seq) && message.seq <= turn.seq) break;
       if (!turn.started) {
         markStarted(turn);
         status.set("generating", "Generating…", { since: performance.now() });
       }
       turn.reply.append(message.text);
+      if (Number.isInteger(message.seq)) turn.seq = message.seq;
+      rememberProgress(turn);
       break;
     case "done":
-      if (state.draining) {
-        endDrain();
-      } else if (!turn?.sent || !turn.started) {
+      if (elsewhere) break;
+      if (!turn?.sent || !turn.started) {
         // Every reply says `status` before it ends, so this is an older one's end (a reply
-        // that outlived the wait after Stop or New chat), not the end of the one sent now.
+        // that outlived the wait after Stop or a reset), not the end of the one sent now.
         state.lastReplyEnd = performance.now();
       } else {
         finishTurn(message);
       }
       break;
     case "error": {
+      if (elsewhere) break;
       const code = String(message.code ?? "unknown");
       if (code === "busy" && retryWhenFree()) break;
+      if (code === "not_found" && conversationNotFound()) break;
       const refusal = REFUSED_CHAT_CODES.has(code);
       reportError(friendlyError(code), message.message, { refusal, endsReply: !refusal });
+      if (code === "not_attached") detach();
       break;
     }
+    case "attached":
+      attached(message);
+      break;
+    case "detached":
+      if (message.conversation === state.conversation) detach();
+      break;
+    case "forgotten": // the list forgot it when asked; nothing else to do
+    case "history": // this page never asks: `attached` brings the turns
     case "pong": // any frame tells the connection it is alive; nothing else to do
       break;
     case "reset":
@@ -132,6 +184,228 @@ function handleMessage(message) {
   }
 }
 
+/** A chat sent without a conversation started one: the server's id for it. */
+function conversationStarted(id) {
+  const turn = state.turn;
+  if (!id || !turn?.sent || state.conversation !== null) return;
+  state.conversation = id;
+  state.showing = id;
+  state.attached = true;
+  saveConversation(id);
+  chats.touch(id, turn.prompt);
+  chats.setCurrent(id);
+}
+
+/**
+ * `attached`: the conversation is this connection's again. After a drop the page goes on
+ * where it was (the running reply resumes after the last delta shown); anything else (a
+ * reload, another conversation opened, one taken back) is drawn from the server's turns.
+ */
+function attached(message) {
+  const id = message.conversation;
+  if (id !== state.attaching || id !== state.conversation) return;
+  state.attaching = null;
+  state.attached = true;
+  state.detached = false;
+  const turns = Array.isArray(message.turns)
+    ? message.turns.filter((t) => typeof t?.content === "string")
+    : [];
+  const running = typeof message.reply?.prompt === "string" ? message.reply.prompt : null;
+  const interrupted = message.interrupted === true;
+  state.remembered = turns.filter((t) => t.role === "user").length;
+  if (state.showing === id) goOn(turns, running, interrupted);
+  else showConversation(id, turns, running, interrupted);
+  if (!state.turn) status.set("connected", "Connected");
+  flush();
+  updateControls();
+}
+
+/** Back after a drop: the reply in flight goes on, ended while away, or is sent again. */
+function goOn(turns, running, interrupted) {
+  const turn = state.turn;
+  if (!turn?.sent) return;
+  if (running !== null) {
+    turn.reply.setWaiting(null); // its next deltas are on their way
+    if (turn.stopping) connection.send({ action: "stop", conversation: state.conversation });
+    connection.expectReply(true);
+    status.set("generating", "Generating…", { since: performance.now() });
+    return;
+  }
+  const answer = turns.at(-1);
+  const answered =
+    answer?.role === "assistant" &&
+    turns.at(-2)?.content === turn.prompt &&
+    state.remembered === turn.rememberedBefore + 1;
+  if (!answered) {
+    resend(turn); // it never reached the server: send it again
+    return;
+  }
+  // It ended while the page was away: its whole text is in the turns.
+  markStarted(turn);
+  turn.reply.replaceNewText(answer.content);
+  if (interrupted) {
+    turn.reply.fail(WORDS.cutOff);
+    view.addNotice(WORDS.cutOff);
+    endTurn();
+  } else {
+    finishTurn({ reason: "end" }, WORDS.finishedAway);
+  }
+}
+
+/** Draw a conversation from the server's turns; a running reply streams on below them. */
+function showConversation(id, turns, running, interrupted) {
+  const queued = state.turn && !state.turn.sent && state.turn.typed ? state.turn : null;
+  if (state.turn && !queued) clearTimeout(state.turn.stopTimer);
+  state.turn = null;
+  cancelEdit();
+  withdrawTurnActions();
+  view.clear();
+  state.showing = id;
+  chats.setCurrent(id);
+  // A Continue's text is shown joined to the reply it continues, as it was streamed.
+  const exchanges = [];
+  let prompt = null;
+  let before = 0;
+  for (const { role, content } of turns) {
+    if (role === "user") {
+      prompt = content;
+    } else if (prompt !== null) {
+      if (prompt === CONTINUE_PROMPT && exchanges.length) exchanges.at(-1).text += content;
+      else exchanges.push({ prompt, text: content, rememberedBefore: before });
+      before += 1;
+      prompt = null;
+    }
+  }
+  let last = null;
+  for (const exchange of exchanges) {
+    const promptView = view.addPrompt(exchange.prompt);
+    const reply = view.startReply();
+    reply.append(exchange.text);
+    reply.finish("end", "");
+    last = { prompt: exchange.prompt, promptView, reply, reason: "end", rememberedBefore: exchange.rememberedBefore };
+  }
+  if (last && interrupted && running === null) last.reply.markCutOff(WORDS.cutOff);
+  if (last) offerTurnActions(last);
+  const progress = savedProgress();
+  const shown = progress?.conversation === id && progress.prompt === running ? progress : null;
+  if (!shown) saveProgress(null);
+  if (running !== null) {
+    if (queued) giveBack(queued); // one turn at a time: the running reply comes first
+    followRunningReply(running, shown, state.remembered);
+  } else if (queued) {
+    state.turn = queued;
+    view.insert(queued.promptView.item, { reveal: true });
+  }
+}
+
+/** The reply the server is writing now (after a reload): shown from the text kept so far. */
+function followRunningReply(prompt, shown, rememberedBefore) {
+  const last = state.lastTurn;
+  let turn;
+  if (prompt === CONTINUE_PROMPT && last) {
+    withdrawTurnActions();
+    turn = new Turn({ kind: TurnKind.CONTINUE, prompt, resumes: last });
+    turn.reply = last.reply;
+    turn.reply.resume();
+  } else {
+    withdrawTurnActions();
+    turn = new Turn({ kind: TurnKind.NEW, prompt, promptView: view.addPrompt(prompt) });
+    turn.reply = view.startReply();
+  }
+  Object.assign(turn, { sent: true, rememberedBefore });
+  state.turn = turn;
+  if (shown) {
+    markStarted(turn);
+    turn.reply.append(shown.text);
+    turn.seq = shown.seq;
+  }
+  connection.expectReply(true);
+  status.set("generating", "Generating…", { since: performance.now() });
+}
+
+/** How far the running reply got, for a reload: `seq` and the text up to it. */
+function rememberProgress(turn) {
+  if (!state.conversation) return;
+  const text = turn.reply.text.slice(turn.reply.textBefore);
+  saveProgress({ conversation: state.conversation, prompt: turn.prompt, seq: turn.seq, text });
+}
+
+/**
+ * `not_found`: the conversation being attached, or the one a chat was sent in, is gone
+ * (expired, or forgotten elsewhere). False when it answers a `forget` instead.
+ */
+function conversationNotFound() {
+  const turn = state.turn?.sent && !state.turn.started ? state.turn : null;
+  if (state.attaching === null && !turn) return false;
+  const id = state.attaching ?? state.conversation;
+  state.attaching = null;
+  if (turn) {
+    giveBack(turn);
+    endTurn();
+  }
+  chats.remove(id);
+  if (id === state.conversation) {
+    state.conversation = null;
+    state.showing = null;
+    state.attached = false;
+    state.remembered = 0;
+    saveConversation(null);
+    saveProgress(null);
+    withdrawTurnActions();
+    chats.setCurrent(null);
+    view.addNotice(WORDS.lost);
+  }
+  if (!state.turn) status.set("connected", "Connected");
+  flush();
+  updateControls();
+  return true;
+}
+
+/** Another connection has the conversation now: say so, and offer to take it back. */
+function detach() {
+  if (state.detached) return;
+  state.attached = false;
+  state.detached = true;
+  const turn = state.turn;
+  if (turn?.sent) {
+    turn.reply.fail(WORDS.continuedElsewhere);
+    endTurn();
+  }
+  saveProgress(null);
+  const notice = view.addNotice(WORDS.detached);
+  notice.append(actionButton("take-back", "Take it back", "Take this conversation back to this tab"));
+  status.set("detached", "Open in another tab");
+  flush();
+  updateControls();
+}
+
+/** Take it back: attach it here and draw it afresh (the other tab may have added to it). */
+function takeBack() {
+  if (!state.conversation || !connection?.isOpen) return;
+  for (const button of byId("messages").querySelectorAll('[data-action="take-back"]')) {
+    button.closest(".notice")?.remove();
+  }
+  state.showing = null;
+  sendAttach(state.conversation);
+}
+
+function sendAttach(id) {
+  const frame = { action: "attach", conversation: id };
+  // The last delta already on screen: after a drop, the turn's; after a reload, the
+  // one this tab kept. The server sends the reply from the delta after it.
+  const progress = savedProgress();
+  const seq =
+    state.showing === id
+      ? (state.turn?.sent ? state.turn.seq : -1)
+      : progress?.conversation === id
+        ? progress.seq
+        : -1;
+  if (seq >= 0) frame.seq = seq;
+  state.attaching = id;
+  connection.send(frame);
+  status.set("connecting", "Opening the conversation…");
+}
+
 /** The first sign of the reply: what it replaces goes now. */
 function markStarted(turn) {
   if (turn.started) return;
@@ -141,12 +415,13 @@ function markStarted(turn) {
   turn.replaces = null;
 }
 
-function finishTurn(done) {
+function finishTurn(done, summary = describeTiming(done)) {
   const turn = state.turn;
   const reason = String(done.reason ?? "end");
-  turn.reply.finish(reason, describeTiming(done));
+  turn.reply.finish(reason, summary);
   state.lastReplyEnd = performance.now();
-  state.remembered += 1; // the server keeps every reply that ends with `done`
+  state.remembered = turn.rememberedBefore + 1; // the server keeps every reply that ends with `done`
+  if (state.conversation) chats.touch(state.conversation, turn.prompt);
   const original = turn.kind === TurnKind.CONTINUE ? turn.resumes : null;
   endTurn();
   offerTurnActions({
@@ -169,11 +444,6 @@ function finishTurn(done) {
  * goes back in the box, and its bubble goes.
  */
 function reportError(title, detail, { refusal, endsReply }) {
-  if (state.draining) {
-    // The view was cleared: whatever failed belonged to the conversation left behind.
-    endDrain();
-    return;
-  }
   const turn = state.turn?.sent ? state.turn : null;
   const refused = refusal && turn && !turn.started;
   let note = "";
@@ -310,8 +580,13 @@ function flush() {
     turn.promptView?.setNote(turn.typed ? WORDS.queuedForConnection : null, "queued");
     return;
   }
-  if (state.draining || state.busyRetry !== null) {
-    // The reply left by New chat, or one refused as busy, still holds the connection.
+  if (state.attaching !== null) return; // the conversation is being attached: this follows
+  if (state.detached) {
+    turn.promptView?.setNote(turn.typed ? WORDS.heldElsewhere : null, "queued");
+    return;
+  }
+  if (state.busyRetry !== null) {
+    // A reply refused as busy: the one before it still holds the conversation.
     if (turn.typed) turn.promptView.setNote(WORDS.queuedBehindReply, "queued");
     status.set("waiting", "Waiting for the previous reply to end…");
     return;
@@ -337,9 +612,12 @@ function flush() {
   }
   const frame = { action: "chat", prompt: turn.prompt };
   if (Object.keys(turn.options).length) frame.options = turn.options;
+  // Without one, the server starts a new conversation and sends its id first.
+  if (state.conversation) frame.conversation = state.conversation;
   connection.send(frame);
   turn.sent = true;
-  if (turn.kind !== TurnKind.CONTINUE) turn.rememberedBefore = state.remembered;
+  turn.seq = -1;
+  turn.rememberedBefore = state.remembered;
   if (turn.kind === TurnKind.CONTINUE) {
     turn.reply = turn.resumes.reply;
     turn.reply.resume();
@@ -352,7 +630,7 @@ function flush() {
 }
 
 function sendReset() {
-  connection.send({ action: "reset" });
+  connection.send({ action: "reset", conversation: state.conversation });
   state.remembered = 0;
   clearTimeout(state.awaitingReset);
   state.awaitingReset = setTimeout(resetAnswered, SETTLE_TIMEOUT_MS);
@@ -416,7 +694,8 @@ function stopReply() {
   }
   if (turn.stopping) return;
   turn.stopping = true;
-  connection.send({ action: "stop" });
+  // Sent at once, or, while the connection is away, once the conversation is attached again.
+  if (state.attached) connection.send({ action: "stop", conversation: state.conversation });
   status.set("stopping", "Stopping…");
   updateControls();
   turn.stopTimer = setTimeout(() => {
@@ -428,60 +707,85 @@ function stopReply() {
   }, SETTLE_TIMEOUT_MS);
 }
 
+/** New chat: the next prompt starts a new conversation (a reply running in this one goes on). */
 function newChat() {
+  leaveConversation();
+  openConversation(null);
+  composer.focus();
+}
+
+/** Open a conversation from the list (or take back the one shown, if another tab has it). */
+function switchTo(id) {
+  if (id === state.conversation) {
+    if (state.detached) takeBack();
+    return;
+  }
+  leaveConversation();
+  openConversation(id);
+}
+
+/** Forget a conversation (server and list); the one shown gives way to a new one. */
+function forget(id) {
+  chats.remove(id);
+  pendingForgets.add(id);
+  sendForgets();
+  if (id === state.conversation) newChat();
+}
+
+function sendForgets() {
+  if (!connection?.isOpen) return;
+  for (const id of pendingForgets) connection.send({ action: "forget", conversation: id });
+  pendingForgets.clear();
+}
+
+/** Whatever the page had in flight for the conversation shown is let go. */
+function leaveConversation() {
   const turn = state.turn;
-  if (turn?.sent) startDrain();
-  if (turn && !turn.sent && turn.typed) composer.restore(turn.prompt);
   if (turn) clearTimeout(turn.stopTimer);
+  if (turn && !turn.sent && turn.typed) composer.restore(turn.prompt);
   state.turn = null;
   cancelRetry();
   cancelEdit();
   withdrawTurnActions();
+  clearTimeout(state.awaitingReset);
+  state.awaitingReset = null;
   connection?.expectReply(false);
-  if (connection?.isOpen) {
-    sendReset();
-    status.set("connected", "New chat · connected");
-  }
+}
+
+function openConversation(id) {
+  Object.assign(state, { conversation: id, showing: null, attached: false, detached: false });
+  state.attaching = null;
+  state.remembered = 0;
+  saveConversation(id);
+  saveProgress(null);
+  chats.setCurrent(id);
   view.clear();
+  if (id !== null && connection?.isOpen) sendAttach(id);
+  else if (connection?.isOpen) status.set("connected", "New chat · connected");
   updateControls();
-  composer.focus();
 }
 
 function endTurn() {
   const turn = state.turn;
   if (turn) clearTimeout(turn.stopTimer);
   state.turn = null;
+  saveProgress(null);
   connection?.expectReply(false);
   updateControls();
 }
 
-/** After New chat during a reply: drop the old reply's tail until its `done`. */
-function startDrain() {
-  clearTimeout(state.draining);
-  state.draining = setTimeout(endDrain, SETTLE_TIMEOUT_MS);
-}
-
-/** The reply left by New chat ended (or we stop waiting): a queued prompt may go. */
-function endDrain() {
-  clearTimeout(state.draining);
-  state.draining = null;
-  state.lastReplyEnd = performance.now();
-  flush();
-}
-
 /** A connection closed or opened: nothing of an earlier one holds it or sends to it. */
 function forgetServerState() {
-  clearTimeout(state.draining);
-  state.draining = null;
+  const turn = state.turn;
+  // A `reset` that may not have reached the server is sent again before its chat.
+  if (state.awaitingReset !== null && turn && !turn.sent) turn.needsReset = true;
   clearTimeout(state.awaitingReset);
   state.awaitingReset = null;
   cancelRetry();
   state.lastReplyEnd = -Infinity;
-  state.remembered = 0;
-  if (state.turn) {
-    state.turn.retry = null;
-    state.turn.needsReset = false; // a new connection remembers nothing anyway
-  }
+  state.attaching = null;
+  state.attached = false;
+  if (turn) turn.retry = null;
 }
 
 /** Regenerate, Edit and Continue belong to the last exchange, offered while nothing runs. */
@@ -506,47 +810,44 @@ function withdrawTurnActions() {
 
 function onOpen(reconnected) {
   byId("reconnect").hidden = true;
-  state.dropNoticeShown = false;
   forgetServerState();
-  if (reconnected) {
-    status.set("connected", "Reconnected");
-    // Event order: this notice, then whatever waited for the connection (moved below it).
-    if (!view.isEmpty) view.addNotice(WORDS.reconnected);
-  } else {
-    status.set("connected", "Connected");
+  if (state.dropNotice) {
+    // Nothing is lost by a drop: the conversation is attached again below.
+    state.dropNotice.querySelector(".notice-text").textContent = WORDS.cameBack;
+    state.dropNotice = null;
   }
+  status.set("connected", reconnected ? "Reconnected" : "Connected");
+  sendForgets();
+  if (state.conversation && !state.detached) sendAttach(state.conversation);
   flush();
   updateControls();
+}
+
+/** A chat whose reply never began goes again, as new (below the notices since). */
+function resend(turn) {
+  clearTimeout(turn.stopTimer);
+  if (turn.kind === TurnKind.CONTINUE) turn.reply.unresume();
+  else turn.reply.remove();
+  Object.assign(turn, { reply: null, sent: false, started: false, retry: null, stopping: false });
 }
 
 function onClose(retryInMs, nextAttempt) {
   const turn = state.turn;
   if (turn?.sent) {
     clearTimeout(turn.stopTimer);
-    const resend = turn.kind !== TurnKind.CONTINUE && !turn.stopping && !turn.reply.hasNewText;
-    if (resend) {
-      // Nothing came back yet: send it again on the next connection.
-      turn.reply.remove();
-      Object.assign(turn, { reply: null, sent: false, started: false, retry: null });
-    } else if (turn.reply.hasNewText) {
-      turn.reply.fail("Interrupted: the connection dropped before the reply finished.");
-      state.turn = null;
+    if (state.conversation === null) {
+      // The server's id for it never came: its reply had not begun. Send it again.
+      resend(turn);
     } else {
-      giveBack(turn);
-      state.turn = null;
+      // The reply goes on on the server; attached again, the page gets the rest of it.
+      turn.reply.setWaiting(WORDS.replyWaits);
     }
-  } else if (turn?.kind === TurnKind.CONTINUE) {
-    // A new connection has forgotten the reply a Continue would add to.
-    giveBack(turn);
-    state.turn = null;
   }
   connection.expectReply(false);
   forgetServerState();
   if (state.editing) cancelEdit();
-  withdrawTurnActions();
-  if (connection.everOpened && !state.dropNoticeShown) {
-    state.dropNoticeShown = true;
-    view.addNotice(WORDS.dropped);
+  if (connection.everOpened && !state.dropNotice && !view.isEmpty) {
+    state.dropNotice = view.addNotice(WORDS.dropped);
   }
   const words = connection.everOpened
     ? "Connection lost · reconnecting"
@@ -594,6 +895,7 @@ function describeTiming(done) {
 
 function updateControls() {
   composer.setPhase(state.phase);
+  chats.setExportable(!view.isEmpty);
   // The last exchange's Regenerate, Edit and Continue wait while a turn is in flight.
   byId("messages").dataset.phase = state.phase;
 }
@@ -622,12 +924,37 @@ function onConversationClick(event) {
     case "edit":
       if (state.phase === Phase.IDLE) editLastPrompt();
       break;
+    case "take-back":
+      takeBack();
+      break;
     default:
       break;
   }
 }
 
+/** The conversation on screen as a file: what was asked and answered, in order. */
+function exportConversation(format) {
+  const turns = [];
+  for (const item of byId("messages").children) {
+    if (item.hidden || item.classList.contains("queued")) continue;
+    const shown = view.viewOf(item);
+    if (shown instanceof PromptView) turns.push({ role: "user", content: shown.text });
+    else if (shown instanceof ReplyView && shown.hasText) {
+      turns.push({ role: "assistant", content: shown.text });
+    }
+  }
+  const firstPrompt = turns.find((turn) => turn.role === "user")?.content;
+  const title = state.conversation ? chats.titleOf(state.conversation) : titleOf(firstPrompt);
+  const transcript = { conversation: state.conversation, title, model: modelName, turns };
+  if (format === "json") {
+    download(fileName(title, "json"), toJson(transcript), "application/json");
+  } else {
+    download(fileName(title, "md"), toMarkdown(transcript), "text/markdown");
+  }
+}
+
 function showModel(name) {
+  modelName = name;
   if (!name) return;
   byId("model-name").textContent = name;
   byId("model").hidden = false;
@@ -635,6 +962,11 @@ function showModel(name) {
 
 async function start() {
   byId("new-chat").addEventListener("click", newChat);
+  byId("export-markdown").addEventListener("click", () => exportConversation("markdown"));
+  byId("export-json").addEventListener("click", () => exportConversation("json"));
+  // A reload comes back to this tab's conversation (attached once the connection is open).
+  state.conversation = savedConversation();
+  chats.setCurrent(state.conversation);
   byId("reconnect").addEventListener("click", () => connection?.reconnectNow());
   byId("messages").addEventListener("click", onConversationClick);
   if (!composer.touch) composer.focus(); // a phone's keyboard opens only when asked

@@ -40,7 +40,8 @@ export class Turn {
     this.reply = null;
     this.retry = null; // {attempts, until}: a `busy` refusal just after a reply is retried
     this.stopTimer = null;
-    this.rememberedBefore = 0; // turns the server held when this one was sent
+    this.rememberedBefore = 0; // prompts the conversation held when this one was sent
+    this.seq = -1; // the last delta of its reply shown: a resumed reply goes on after it
   }
 
   get phase() {
@@ -55,17 +56,27 @@ export class Turn {
   }
 }
 
+/**
+ * Where the conversation shown stands with the server (docs/protocol.md, "Conversations").
+ * `conversation` null: a new one, started by the next chat. Otherwise it is being attached
+ * (`attaching`), attached to this connection (`attached`), or taken by another connection
+ * (`detached`: nothing is sent for it until the person takes it back).
+ */
 export class ChatState {
   constructor() {
+    this.conversation = null; // the server's id of the conversation shown, once it has one
+    this.showing = null; // the id whose turns the view holds (null: draw it on `attached`)
+    this.attaching = null; // the id an `attach` was sent for, until its answer
+    this.attached = false; // its replies stream to this connection
+    this.detached = false; // another connection attached it
     this.turn = null; // the Turn in flight, or null (one at a time)
     this.lastTurn = null; // the last answered exchange, for Regenerate, Edit and Continue
     this.editing = null; // the exchange whose prompt is being edited in the box
-    this.draining = null; // a timer: a reply left behind (New chat) still holds the connection
     this.awaitingReset = null; // a timer: `reset` was sent, its answer is not back yet
     this.busyRetry = null; // a timer: a prompt refused as `busy` waits for its next try
-    this.lastReplyEnd = -Infinity; // when a reply on this connection last ended
-    this.remembered = 0; // turns the server keeps for this connection (since its last reset)
-    this.dropNoticeShown = false; // one "connection dropped" notice per outage
+    this.lastReplyEnd = -Infinity; // when a reply in this conversation last ended
+    this.remembered = 0; // prompts the server keeps in this conversation (since its last reset)
+    this.dropNotice = null; // the "connection dropped" notice of this outage, if shown
   }
 
   get phase() {

@@ -9,7 +9,9 @@
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
-// API Gateway closes a connection after 10 idle minutes; a ping every 4 keeps it open.
+// API Gateway closes a connection after 10 idle minutes. A ping every 4 keeps it open for
+// as long as the page is, with room to spare: a hidden tab's timers may run up to a minute
+// late (Chrome's throttling), and one lost ping still leaves the next in time.
 const KEEPALIVE_MS = 4 * 60 * 1000;
 // While a reply is awaited: silence this long asks the server whether it is there...
 const SILENCE_MS = 5000;
@@ -47,6 +49,10 @@ export class Connection {
     // it goes, find out at once whether this socket still works.
     window.addEventListener("online", () => this.reconnectNow());
     window.addEventListener("offline", () => this.probe());
+    // A tab brought back (or a phone woken) may hold a socket that died while it slept.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.probe();
+    });
   }
 
   get isOpen() {

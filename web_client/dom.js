@@ -22,3 +22,20 @@ export function actionButton(action, text, label) {
   if (label) button.setAttribute("aria-label", label);
   return button;
 }
+
+/** A <details> panel that closes as a menu does: Escape (focus back on its summary), or a
+ * click elsewhere. */
+export function closesLikeAMenu(panel) {
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && panel.open) {
+      event.stopPropagation();
+      panel.open = false;
+      panel.querySelector("summary")?.focus();
+    }
+  });
+  document.addEventListener("click", (event) => {
+    // Where the click was when it happened: a button the panel replaced as it acted
+    // (Forget) is no longer in it, but was not a click elsewhere.
+    if (panel.open && !event.composedPath().includes(panel)) panel.open = false;
+  });
+}

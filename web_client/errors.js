@@ -11,6 +11,8 @@ const FRIENDLY = {
   engine_error: "The model failed while answering. You can send another message.",
   activation_limit: "The model's licence could not be activated; the site's owner has to fix it.",
   unavailable: "The server could not start a reply just now. Try again in a moment.",
+  not_found: "This conversation is no longer on the server.",
+  not_attached: "This conversation is open in another tab, so the message was not sent here.",
 };
 
 /** Codes that mean the chat was refused before any reply began: its prompt goes back. */
@@ -22,6 +24,8 @@ export const REFUSED_CHAT_CODES = new Set([
   "busy",
   "rate_limited",
   "unavailable",
+  "not_found",
+  "not_attached",
 ]);
 
 /** @returns {string} */

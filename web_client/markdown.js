@@ -1,53 +1,52 @@
-// A tiny, safe Markdown subset for model output: fenced code blocks, bullet and numbered
-// lists, headings, paragraphs, `inline code` and **bold**. Every node is made with
-// createElement and filled with textContent, so no model text is ever parsed as HTML and
-// nothing in it can run script. Unclosed fences (a reply still streaming) render as code.
+// Model output as Markdown, parsed by markdown-it (vendor/markdown-it, MIT) with raw HTML
+// off: any markup in the text stays text. The page never takes markdown-it's HTML string;
+// it walks markdown-it's tokens and makes each element with createElement, filling it with
+// textContent, so nothing in a reply is ever parsed as HTML and nothing in it can run.
+// Links are kept only for http, https and mailto; images become links (the page loads no
+// picture a reply names).
 //
 // Parsing and rendering are separate so a streaming reply can keep the blocks that are
-// finished (markdown_stream.js): `parseBlocks` gives each block the lines it spans, and
-// parsing from any block's first line gives the same blocks as parsing from the top.
+// finished (markdown_stream.js): `parseBlocks` gives each top-level block the lines it
+// spans, and parsing from any block's first line gives the same blocks as from the top.
 
+import markdownit from "./vendor/markdown-it/markdown-it.esm.min.mjs";
 import { actionButton, element } from "./dom.js";
 
-const FENCE = /^\s*(`{3,}|~{3,})\s*([\w+#.-]*)\s*$/;
-const BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
-const NUMBERED = /^\s{0,3}(\d{1,9})[.)]\s+(.*)$/;
-const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
-const CONTINUATION = /^\s{2,}\S/;
-const INLINE = /(`[^`\n]+`|\*\*[^*\n]+\*\*)/;
+const SAFE_LINK = /^(https?:|mailto:)/i;
+
+const md = markdownit("default", { html: false, linkify: true, typographer: false });
+// markdown-it's own check refuses javascript:, vbscript:, file: and most data:; this page
+// wants less still: a link in a reply leads to the web or to an e-mail, or it is text.
+md.validateLink = (url) => SAFE_LINK.test(url.trim());
+
+// Elements a token may become, by markdown-it's tag; anything else renders as its text.
+const BLOCK_TAGS = new Set(["p", "ul", "ol", "li", "blockquote", "hr"]);
+const TABLE_TAGS = new Set(["table", "thead", "tbody", "tr", "th", "td"]);
+const INLINE_TAGS = new Set(["strong", "em", "s"]);
 
 /**
- * @typedef {{kind: "code", start: number, next: number, language: string, code: string}
- *   | {kind: "list", start: number, next: number, ordered: boolean, first: number, items: string[]}
- *   | {kind: "heading", start: number, next: number, level: number, text: string}
- *   | {kind: "paragraph", start: number, next: number, text: string}} Block
- * `start` is the block's first line; `next` the first line it did not take (the line that
- * ended it, or past the closing fence).
+ * @typedef {{start: number, next: number, tokens: object[]}} Block
+ * One top-level block: `start` its first line, `next` the first line after it (blank lines
+ * that only end it included), `tokens` markdown-it's tokens for it.
  */
 
 /**
- * The blocks of `lines` (text split on "\n", line endings already normalised).
- * @param {string[]} lines
+ * The top-level blocks of `text` (line endings already normalised to "\n").
+ * @param {string} text
  * @returns {Block[]}
  */
-export function parseBlocks(lines) {
+export function parseBlocks(text) {
   const blocks = [];
-  let i = 0;
-  while (i < lines.length) {
-    const line = lines[i];
-    const fence = FENCE.exec(line);
-    let block = null;
-    if (fence) block = parseFence(lines, i, fence[1], fence[2]);
-    else if (BULLET.test(line) || NUMBERED.test(line)) block = parseList(lines, i);
-    else if (HEADING.test(line)) {
-      const [, hashes, text] = HEADING.exec(line);
-      block = { kind: "heading", start: i, next: i + 1, level: hashes.length, text };
-    } else if (line.trim() !== "") block = parseParagraph(lines, i);
-    if (block) {
-      blocks.push(block);
-      i = block.next;
-    } else {
-      i += 1; // a blank line between blocks
+  let open = null;
+  for (const token of md.parse(text, {})) {
+    if (open === null) {
+      const [start, next] = token.map ?? [0, 0];
+      open = { start, next, tokens: [] };
+    }
+    open.tokens.push(token);
+    if (token.level === 0 && token.nesting !== 1) {
+      blocks.push(open);
+      open = null;
     }
   }
   return blocks;
@@ -55,30 +54,9 @@ export function parseBlocks(lines) {
 
 /** One block as safe elements. */
 export function renderBlock(block) {
-  switch (block.kind) {
-    case "code":
-      return renderCode(block);
-    case "list": {
-      const list = element(block.ordered ? "ol" : "ul", "md-list");
-      if (block.ordered) list.start = block.first;
-      for (const text of block.items) {
-        const item = element("li");
-        appendInline(item, text);
-        list.append(item);
-      }
-      return list;
-    }
-    case "heading": {
-      const heading = element("p", `md-heading md-h${block.level}`);
-      appendInline(heading, block.text);
-      return heading;
-    }
-    default: {
-      const paragraph = element("p");
-      appendInline(paragraph, block.text);
-      return paragraph;
-    }
-  }
+  const holder = document.createDocumentFragment();
+  renderTokens(holder, block.tokens);
+  return holder.firstChild ?? element("p");
 }
 
 /**
@@ -88,61 +66,112 @@ export function renderBlock(block) {
  */
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
-  const lines = String(text).replace(/\r\n?/g, "\n").split("\n");
-  for (const block of parseBlocks(lines)) fragment.append(renderBlock(block));
+  renderTokens(fragment, md.parse(String(text).replace(/\r\n?/g, "\n"), {}));
   return fragment;
 }
 
-function parseFence(lines, start, marker, language) {
-  const body = [];
-  let i = start + 1;
-  const closing = new RegExp(`^\\s*${marker[0] === "`" ? "`" : "~"}{${marker.length},}\\s*$`);
-  while (i < lines.length && !closing.test(lines[i])) {
-    body.push(lines[i]);
-    i += 1;
+/** Block tokens into `root`: an element for each opening token, closed by its partner. */
+function renderTokens(root, tokens) {
+  const stack = [root];
+  for (const token of tokens) {
+    const parent = stack.at(-1);
+    if (token.nesting === -1) {
+      stack.pop();
+    } else if (token.nesting === 1) {
+      // A tight list's paragraphs are hidden: the item holds the text itself.
+      const node = token.hidden ? parent : blockElement(token);
+      if (node !== parent) parent.append(node);
+      stack.push(node);
+    } else if (token.type === "inline") {
+      renderInline(parent, token.children ?? []);
+    } else if (token.type === "fence" || token.type === "code_block") {
+      parent.append(renderCode(token.info.trim().split(/\s+/)[0] ?? "", token.content));
+    } else if (token.type === "hr") {
+      parent.append(element("hr"));
+    } else if (token.content) {
+      parent.append(document.createTextNode(token.content));
+    }
   }
-  // Past the closing fence, or past the end when it never closed (still streaming).
-  return { kind: "code", start, next: i + 1, language, code: body.join("\n") };
 }
 
-function parseList(lines, start) {
-  const ordered = NUMBERED.test(lines[start]) && !BULLET.test(lines[start]);
-  const pattern = ordered ? NUMBERED : BULLET;
-  const items = [];
-  let i = start;
-  while (i < lines.length) {
-    const match = pattern.exec(lines[i]);
-    if (match) items.push(ordered ? match[2] : match[1]);
-    else if (items.length && CONTINUATION.test(lines[i])) items[items.length - 1] += `\n${lines[i].trim()}`;
-    else break;
-    i += 1;
+function blockElement(token) {
+  if (token.type === "heading_open") return element("p", `md-heading md-${token.tag}`);
+  if (token.type === "table_open") return element("table", "md-table");
+  if (TABLE_TAGS.has(token.tag)) {
+    const cell = element(token.tag);
+    const align = /text-align:(left|center|right)/.exec(token.attrGet("style") ?? "");
+    if (align) cell.className = `align-${align[1]}`; // a class: the page's CSP allows no style=""
+    return cell;
   }
-  const first = ordered ? Number(NUMBERED.exec(lines[start])[1]) : 1;
-  return { kind: "list", start, next: i, ordered, first, items };
+  if (!BLOCK_TAGS.has(token.tag)) return element("div");
+  const node = element(token.tag);
+  if (token.tag === "ul" || token.tag === "ol") node.className = "md-list";
+  const start = Number(token.attrGet("start"));
+  if (token.tag === "ol" && Number.isInteger(start)) node.start = start;
+  return node;
 }
 
-function parseParagraph(lines, start) {
-  const body = [];
-  let i = start;
-  while (
-    i < lines.length &&
-    lines[i].trim() !== "" &&
-    !FENCE.test(lines[i]) &&
-    !BULLET.test(lines[i]) &&
-    !NUMBERED.test(lines[i]) &&
-    !HEADING.test(lines[i])
-  ) {
-    body.push(lines[i]);
-    i += 1;
+/** Inline tokens (text, `code`, emphasis, links, breaks) into `root`. */
+function renderInline(root, tokens) {
+  const stack = [root];
+  for (const token of tokens) {
+    const parent = stack.at(-1);
+    switch (token.type) {
+      case "text":
+        parent.append(document.createTextNode(token.content));
+        break;
+      case "code_inline":
+        parent.append(element("code", undefined, token.content));
+        break;
+      case "softbreak":
+        parent.append(document.createTextNode("\n"));
+        break;
+      case "hardbreak":
+        parent.append(element("br"));
+        break;
+      case "link_open": {
+        const link = safeLink(token.attrGet("href"));
+        parent.append(link);
+        stack.push(link);
+        break;
+      }
+      case "image": {
+        // The page loads no picture a reply names: its description, as a link to it.
+        const link = safeLink(token.attrGet("src"));
+        link.textContent = token.content || token.attrGet("src") || "image";
+        parent.append(link);
+        break;
+      }
+      default:
+        if (token.nesting === 1) {
+          const node = element(INLINE_TAGS.has(token.tag) ? token.tag : "span");
+          parent.append(node);
+          stack.push(node);
+        } else if (token.nesting === -1) {
+          if (stack.length > 1) stack.pop();
+        } else if (token.content) {
+          parent.append(document.createTextNode(token.content));
+        }
+    }
   }
-  return { kind: "paragraph", start, next: i, text: body.join("\n") };
+}
+
+/** A link that opens apart from the page, or, for any other address, a plain span. */
+function safeLink(href) {
+  if (!href || !SAFE_LINK.test(href)) return element("span");
+  const link = element("a");
+  link.href = href;
+  link.target = "_blank";
+  link.rel = "noopener noreferrer nofollow";
+  return link;
 }
 
 /**
  * A code block: a header with its language and a Copy button, then the code. The button
  * is acted on by the page (data-action), so the block itself carries no behaviour.
  */
-function renderCode({ language, code }) {
+function renderCode(language, content) {
+  const code = content.endsWith("\n") ? content.slice(0, -1) : content;
   const block = element("div", "code-block");
   const head = element("div", "code-head");
   head.append(element("span", "code-language", language || "code"));
@@ -157,19 +186,4 @@ function renderCode({ language, code }) {
   pre.append(codeElement);
   block.append(head, pre);
   return block;
-}
-
-/** Append text with `code` and **bold** spans; everything else stays plain text. */
-function appendInline(parent, text) {
-  // split() with a capturing group puts the matched spans at the odd indices.
-  text.split(INLINE).forEach((part, index) => {
-    if (!part) return;
-    if (index % 2 === 1 && part.startsWith("`")) {
-      parent.append(element("code", undefined, part.slice(1, -1)));
-    } else if (index % 2 === 1) {
-      parent.append(element("strong", undefined, part.slice(2, -2)));
-    } else {
-      parent.append(document.createTextNode(part));
-    }
-  });
 }

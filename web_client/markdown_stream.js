@@ -1,4 +1,4 @@
-// A reply's Markdown as it streams in, without rebuilding itself. Blocks that can no longer
+// A reply's Markdown (markdown.js, markdown-it) as it streams in, without rebuilding itself. Blocks that can no longer
 // change (every line they depend on is complete) are finished: they stay in the page as they
 // are and are never parsed again. Only the open tail is parsed on each delta, and its new
 // rendering is merged into the elements already shown (text grows with appendData), so a
@@ -46,10 +46,13 @@ export class MarkdownStream {
   }
 
   update(final) {
-    const lines = this.text.slice(this.openFrom).split("\n");
-    const blocks = parseBlocks(lines);
+    const tail = this.text.slice(this.openFrom);
+    const lines = tail.split("\n");
+    const blocks = parseBlocks(tail);
     // A block is finished when every line it looked at, the one that ended it included, is
-    // complete: the last line may still grow and change what it is (`1` into `1. item`).
+    // complete: the last line may still grow and change what it is (`1` into `1. item`,
+    // `#` into `#tag`), and a list takes the blank lines after it until something else
+    // begins.
     const lastLine = final ? lines.length : lines.length - 1;
     let finishedCount = 0;
     while (finishedCount < blocks.length && blocks[finishedCount].next < lastLine) {
@@ -57,18 +60,13 @@ export class MarkdownStream {
     }
     if (final) finishedCount = blocks.length;
     const nodes = mergeInto(this.container, this.openNodes, blocks.map(renderBlock));
-    let offset = this.openFrom;
-    let line = 0;
     for (let k = 0; k < finishedCount; k += 1) {
-      const start = offset + charsBefore(lines, line, blocks[k].start);
-      offset = start;
-      line = blocks[k].start;
-      this.finished.push({ node: nodes[k], start });
+      this.finished.push({ node: nodes[k], start: this.openFrom + charsBefore(lines, 0, blocks[k].start) });
       this.onBlockFinished?.(nodes[k]);
     }
     if (finishedCount > 0) {
       const next = blocks[finishedCount - 1].next;
-      this.openFrom = offset + charsBefore(lines, line, Math.min(next, lines.length));
+      this.openFrom += charsBefore(lines, 0, Math.min(next, lines.length));
     }
     this.openNodes = nodes.slice(finishedCount);
   }

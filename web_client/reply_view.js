@@ -1,9 +1,15 @@
 // One reply in the conversation: its text as it streams (markdown_stream.js), how it
 // ended, its figures, and its buttons (Copy; Regenerate and Continue on the last one).
+// Deltas are drawn at most once per RENDER_EVERY_MS: a burst (a resumed reply's stored
+// deltas arrive together) is parsed once, not once per delta.
 
 import { actionButton, element } from "./dom.js";
 import { MarkdownStream } from "./markdown_stream.js";
 import { highlightCodeBlock } from "./syntax_highlight.js";
+
+// About the server's own coalescing of deltas (docs/protocol.md): a live reply is drawn as
+// it comes, a burst once.
+const RENDER_EVERY_MS = 50;
 
 const ENDINGS = {
   stopped: "Stopped",
@@ -26,13 +32,16 @@ export class ReplyView {
     });
     this.meta = null;
     this.actions = null;
+    this.pending = ""; // text received, not drawn yet
+    this.renderTimer = null;
+    this.lastRender = -Infinity;
     this.item.append(this.body);
     this.stream();
     view.register(item, this);
   }
 
   get text() {
-    return this.markdown.text;
+    return this.markdown.text + this.pending;
   }
 
   get hasText() {
@@ -48,14 +57,50 @@ export class ReplyView {
     if (typeof text !== "string" || text === "") return;
     this.body.querySelector(":scope > .typing")?.remove();
     this.body.querySelector(":scope > .empty-reply")?.remove();
-    this.markdown.append(text);
+    this.pending += text;
     this.updates += 1;
     this.item.dataset.updates = String(this.updates);
+    if (this.renderTimer !== null) return;
+    const wait = this.lastRender + RENDER_EVERY_MS - performance.now();
+    if (wait <= 0) this.render();
+    else this.renderTimer = setTimeout(() => this.render(), wait);
+  }
+
+  /** Draw the text received so far. */
+  render() {
+    clearTimeout(this.renderTimer);
+    this.renderTimer = null;
+    if (this.pending === "") return;
+    this.markdown.append(this.pending);
+    this.pending = "";
+    this.lastRender = performance.now();
     this.view.changed();
+  }
+
+  /** The text since it (last) started streaming is `text`: the whole of it, from the server. */
+  replaceNewText(text) {
+    const before = this.text.slice(0, this.textBefore);
+    this.render();
+    this.body.replaceChildren();
+    this.markdown = new MarkdownStream(this.body, { onBlockFinished: this.markdown.onBlockFinished });
+    this.append(before + text);
+    this.render();
+  }
+
+  /** A note under a reply that is waiting (the connection dropped); null clears it. */
+  setWaiting(note) {
+    this.setMeta(note ?? "");
+  }
+
+  /** A finished reply the server cut short (no connection came back for it in time). */
+  markCutOff(note) {
+    this.item.dataset.reason = "interrupted";
+    this.setMeta(note);
   }
 
   /** The reply ended normally: how it ended and its figures. */
   finish(reason, summary) {
+    this.render();
     this.settle();
     this.ending = { reason, summary };
     this.markdown.finish();
@@ -73,6 +118,7 @@ export class ReplyView {
 
   /** The reply did not finish (an error, or the connection dropped). */
   fail(note) {
+    this.render();
     this.settle();
     if (!this.hasText) {
       this.remove();
@@ -86,6 +132,7 @@ export class ReplyView {
 
   /** Continue: more text is coming for this reply. */
   resume() {
+    this.render();
     this.previous = { ending: this.ending, reason: this.item.dataset.reason, meta: this.meta?.textContent };
     this.textBefore = this.text.length;
     this.setMeta("");

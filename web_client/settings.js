@@ -2,6 +2,8 @@
 // caps (config.json), remembered in this browser. Empty means the server's default, and
 // nothing is sent for it.
 
+import { closesLikeAMenu } from "./dom.js";
+
 const STORAGE_KEY = "llambda.settings";
 const TEMPERATURE_STEP = 0.1;
 
@@ -28,17 +30,7 @@ export class Settings {
       temperature.value = "";
       this.save();
     });
-    // It closes as menus do: Escape (focus back on its button), or a click elsewhere.
-    panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && panel.open) {
-        event.stopPropagation();
-        panel.open = false;
-        panel.querySelector("summary")?.focus();
-      }
-    });
-    document.addEventListener("click", (event) => {
-      if (panel.open && !panel.contains(event.target)) panel.open = false;
-    });
+    closesLikeAMenu(panel);
     this.applyCaps();
   }
 

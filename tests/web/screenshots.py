@@ -3,7 +3,8 @@
 It runs the twin of the synthesized stage (TWIN_ASSEMBLY, as `make test` sets it) with the
 real tiny model, and has the Chromium the browser tests use (CHROMIUM) hold a short
 conversation: on a desktop in light mode (docs/screenshot.png), and on a phone in dark
-mode (docs/screenshot-phone-dark.png). The model's words differ from run to run.
+mode (docs/screenshot-phone-dark.png), then the phone's list of conversations
+(docs/screenshot-phone-chats-dark.png). The model's words differ from run to run.
 
     python -m tests.web.screenshots [--out DIR]
 """
@@ -26,6 +27,7 @@ FINISHED = re.compile(r"^(end|length)$")  # the model finished (or hit max_token
 REPLY_TIMEOUT_MS = 120_000
 DESKTOP_PROMPTS = ("List three fruits.", "Write one line of Python that prints hello.")
 PHONE_PROMPT = "Write a Python function that adds two numbers, in a code block."
+PHONE_EARLIER_PROMPT = "Name three rivers."
 
 
 def _open(browser: Browser, url: str, **options: object) -> Page:
@@ -53,8 +55,9 @@ def desktop(browser: Browser, url: str, path: Path) -> None:
     page.context.close()
 
 
-def phone(browser: Browser, url: str, path: Path) -> None:
-    """A reply with a code block on a phone, in dark mode, sent with a tap."""
+def phone(browser: Browser, url: str, path: Path, chats_path: Path) -> None:
+    """A reply with a code block on a phone, in dark mode, sent with a tap; then the list of
+    conversations (an earlier one, and this one, current) opened over it."""
     page = _open(
         browser,
         url,
@@ -64,11 +67,18 @@ def phone(browser: Browser, url: str, path: Path) -> None:
         has_touch=True,
         color_scheme="dark",
     )
+    # An earlier conversation, for the list (on a touch screen Enter is a new line).
+    page.locator("#prompt").fill(PHONE_EARLIER_PROMPT)
+    page.locator("#send").tap()
+    _finished(page)
+    page.locator("#new-chat").tap()
     page.locator("#prompt").fill(PHONE_PROMPT)
     page.locator("#send").tap()
     _finished(page)
     page.locator("#prompt").blur()
     page.screenshot(path=str(path))
+    page.locator("#chats summary").tap()
+    page.screenshot(path=str(chats_path))
     page.context.close()
 
 
@@ -83,12 +93,18 @@ def main(argv: list[str] | None = None) -> None:
             browser = Chromium().launch(playwright)
             try:
                 desktop(browser, twin.http_url, args.out / "screenshot.png")
-                phone(browser, twin.http_url, args.out / "screenshot-phone-dark.png")
+                phone(
+                    browser,
+                    twin.http_url,
+                    args.out / "screenshot-phone-dark.png",
+                    args.out / "screenshot-phone-chats-dark.png",
+                )
             finally:
                 browser.close()
     finally:
         twin.stop()
-    print(f"wrote {args.out / 'screenshot.png'} and {args.out / 'screenshot-phone-dark.png'}")
+    names = ("screenshot.png", "screenshot-phone-dark.png", "screenshot-phone-chats-dark.png")
+    print("wrote", ", ".join(str(args.out / name) for name in names))
 
 
 if __name__ == "__main__":

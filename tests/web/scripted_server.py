@@ -7,6 +7,14 @@ at a chosen moment, for a reply held open until the test ends it (`push`), for a
 that goes silent or refuses handshakes, and for exact timings. Everything else runs
 against the real local twin.
 
+It keeps conversations as the real server does (docs/protocol.md, "Conversations"): a
+chat without `conversation` gets a new id first; `attach`, `history` and `forget` are
+answered from what it holds; a reply's messages carry its conversation and go to the
+connection it is attached to (a reply whose connection dropped keeps its deltas, and an
+`attach` with `seq` replays those after it); an `attach` from another connection sends
+`detached` to the one it leaves. The script decides only what a chat, `stop`, `reset` and
+`ping` get back.
+
 `config.json` is web_client/config.json's (the stage's caps as the file beside the page
 has them) with this server's WebSocket URL, and any `config` given on top.
 """
@@ -16,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -33,10 +43,30 @@ WEB_CLIENT_DIR = Path(
 # In a script, instead of a message: close the connection (as a dropped network would).
 CLOSE = {"close": True}
 
+# The messages of a reply, which carry its conversation and follow it to its connection.
+REPLY_TYPES = {"status", "delta", "done"}
+ENDING_ERRORS = {"engine_error", "activation_limit"}  # an error that ends a reply is one too
+
 # Frames to send back, each after an optional pause in seconds.
 Frames = list[tuple[float, dict]]
 # One client message in, the frames to send back.
 Script = Callable[[dict], Frames]
+
+
+@dataclass
+class Conversation:
+    id: str
+    turns: list[dict] = field(default_factory=list)
+    socket: web.WebSocketResponse | None = None  # the connection it is attached to
+    running: str | None = None  # the prompt of the reply running now
+    deltas: list[dict] = field(default_factory=list)  # that reply's deltas so far
+    interrupted: bool = False
+
+
+def _is_reply(frame: dict) -> bool:
+    return frame.get("type") in REPLY_TYPES or (
+        frame.get("type") == "error" and frame.get("code") in ENDING_ERRORS
+    )
 
 
 class ScriptedChatServer:
@@ -49,6 +79,8 @@ class ScriptedChatServer:
         self.refusing = False
         self.received: list[dict] = []
         self.handshakes: list[dict[str, str]] = []  # the query of each WebSocket handshake
+        self.conversations: dict[str, Conversation] = {}
+        self._latest: Conversation | None = None  # whose reply `push` continues
         self._sockets: set[web.WebSocketResponse] = set()
         self._server = Server("127.0.0.1")
 
@@ -82,7 +114,20 @@ class ScriptedChatServer:
         """Send `message` now on every open socket, unasked (CLOSE closes them instead)."""
         self._server.run(self._push(message), timeout=10)
 
+    def cut_reply(self) -> None:
+        """End the running reply as the server does when no connection came back for it within
+        the grace: kept as far as it got, and `attached` says `interrupted`."""
+        conversation = self._latest
+        assert conversation is not None and conversation.running is not None
+        self._end_reply(conversation)
+        conversation.interrupted = True
+
     async def _push(self, message: dict) -> None:
+        # A reply's message goes on the reply it names, else on the latest reply begun.
+        conversation = self.conversations.get(message.get("conversation")) or self._latest
+        if _is_reply(message) and conversation is not None:
+            await self._send_reply(conversation, message)
+            return
         for socket in list(self._sockets):
             if message == CLOSE:
                 await socket.close()
@@ -115,13 +160,100 @@ class ScriptedChatServer:
                 continue
             message = json.loads(frame.data)
             self.received.append(message)
-            for pause, reply in self.script(message):
-                if pause:
-                    await asyncio.sleep(pause)
-                if reply == CLOSE:
-                    await socket.close()
-                    return
-                await socket.send_str(json.dumps(reply))
+            if not await self._answer(socket, message):
+                return
+
+    async def _answer(self, socket: web.WebSocketResponse, message: dict) -> bool:
+        """Answer one message; False once the script has closed the connection."""
+        action = message.get("action")
+        named = message.get("conversation")
+        conversation = self.conversations.get(named) if named else None
+        if named and conversation is None and action != "ping":
+            await self._send(socket, {"type": "error", "code": "not_found", "message": "gone"})
+            return True
+        if action == "attach":
+            await self._attach(socket, conversation, message.get("seq", -1))
+            return True
+        if action == "history":
+            await self._send(
+                socket, {"type": "history", "conversation": named, "turns": conversation.turns}
+            )
+            return True
+        if action == "forget":
+            del self.conversations[named]
+            await self._send(socket, {"type": "forgotten", "conversation": named})
+            return True
+        if conversation is not None and conversation.socket is not socket:
+            refusal = {"type": "error", "code": "not_attached", "message": "attach it first"}
+            await self._send(socket, refusal)
+            return True
+        if action == "reset" and conversation is not None:
+            conversation.turns = []
+        for pause, reply in self.script(message):
+            if pause:
+                await asyncio.sleep(pause)
+            if reply == CLOSE:
+                await socket.close()
+                return False
+            if not _is_reply(reply):
+                await self._send(socket, reply)
+                continue
+            if conversation is None:
+                # The first message of a reply to a chat that named none: a new conversation.
+                conversation = Conversation(secrets.token_urlsafe(24), socket=socket)
+                self.conversations[conversation.id] = conversation
+                await self._send(socket, {"type": "conversation", "id": conversation.id})
+            if action == "chat" and conversation.running != message["prompt"]:
+                conversation.running, conversation.deltas = message["prompt"], []
+                conversation.interrupted = False
+                self._latest = conversation
+            await self._send_reply(conversation, reply)
+        return True
+
+    async def _attach(self, socket, conversation: Conversation, seq: int) -> None:
+        left = conversation.socket
+        conversation.socket = socket
+        if left is not None and left is not socket and not left.closed:
+            await self._send(left, {"type": "detached", "conversation": conversation.id})
+        running = None if conversation.running is None else {"prompt": conversation.running}
+        await self._send(
+            socket,
+            {
+                "type": "attached",
+                "conversation": conversation.id,
+                "turns": conversation.turns,
+                "reply": running,
+                "interrupted": conversation.interrupted,
+            },
+        )
+        for delta in conversation.deltas:
+            if delta["seq"] > seq:
+                await self._send(socket, delta)
+
+    async def _send_reply(self, conversation: Conversation, reply: dict) -> None:
+        reply = {**reply, "conversation": conversation.id}
+        if reply["type"] == "delta":
+            conversation.deltas.append(reply)
+        elif reply["type"] != "status":
+            self._end_reply(conversation)
+        socket = conversation.socket
+        if socket is not None and not socket.closed:  # else kept: an attach replays it
+            await self._send(socket, reply)
+
+    def _end_reply(self, conversation: Conversation) -> None:
+        if conversation.running is None:
+            return
+        text = "".join(delta["text"] for delta in conversation.deltas)
+        conversation.turns += [
+            {"role": "user", "content": conversation.running},
+            {"role": "assistant", "content": text},
+        ]
+        conversation.running, conversation.deltas = None, []
+
+    @staticmethod
+    async def _send(socket: web.WebSocketResponse, message: dict) -> None:
+        if not socket.closed:
+            await socket.send_str(json.dumps(message))
 
 
 def done(reason: str = "end", *, completion_tokens: int = 9, **timing: float | None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -145,7 +146,7 @@ def test_the_stages_config_names_the_model_and_its_prompt_limit_is_kept(twin, op
 def test_settings_continue_and_regenerate_against_the_real_server(twin, open_page):
     """The buttons' protocol mapping (docs/protocol.md) as the real router takes it."""
     page = _connected(open_page(twin.http_url))
-    page.get_by_text("Settings").click()
+    page.locator("#settings summary").click()
     page.get_by_label("Max tokens").fill("8")
     page.get_by_label("Max tokens").press("Tab")
     _send(page, LONG_PROMPT)
@@ -169,7 +170,7 @@ def test_settings_continue_and_regenerate_against_the_real_server(twin, open_pag
     assert reply.locator(".bubble").inner_text().startswith(cut.strip()[:20])
     assert len(reply.locator(".bubble").inner_text()) > len(cut)
 
-    page.get_by_text("Settings").click()  # it closed at the click on Continue
+    page.locator("#settings summary").click()  # it closed at the click on Continue
     page.get_by_role("button", name="Use the defaults").click()
     page.keyboard.press("Escape")
     page.get_by_role("button", name="Regenerate the reply").click()
@@ -194,9 +195,103 @@ def test_the_page_reconnects_after_the_server_restarts(own_twin, open_page):
     _send(page, "Name one fruit.")
     expect(page.locator(".message.prompt.queued")).to_contain_text("Waiting for the connection")
 
-    own_twin.start()  # the same port
-    expect(page.locator(".message.notice").last).to_contain_text("Reconnected", timeout=30000)
+    own_twin.start()  # the same port, with a new, empty store: the conversation is gone
+    expect(page.locator(".message.notice").last).to_contain_text(
+        "no longer on the server", timeout=30000
+    )
     expect(page.locator(".message.reply").nth(1)).to_have_attribute(
         "data-reason", FINISHED, timeout=60000
     )
     assert page.locator(".message.prompt.queued").count() == 0
+
+
+def _frames(page: Page) -> dict[str, list[dict]]:
+    """Every JSON frame the page sends and receives, from now on, in order."""
+    frames: dict[str, list[dict]] = {"sent": [], "received": []}
+
+    def watch(socket) -> None:
+        socket.on("framesent", lambda payload: frames["sent"].append(json.loads(payload)))
+        socket.on("framereceived", lambda payload: frames["received"].append(json.loads(payload)))
+
+    page.on("websocket", watch)
+    return frames
+
+
+def _prompt_tokens(frames: dict[str, list[dict]]) -> int:
+    return [m for m in frames["received"] if m.get("type") == "done"][-1]["usage"]["prompt_tokens"]
+
+
+def test_a_dropped_connection_keeps_the_models_memory(twin, open_page):
+    """After a drop the page attaches its conversation again: the follow-up reaches the model
+    with the earlier turns (more prompt tokens than the same prompt in a new conversation)."""
+    page = open_page(twin.http_url)
+    frames = _frames(page)
+    page.reload()  # the watch sees the page's socket from its start
+    _connected(page)
+    follow_up = "Say it again."
+    _send(page, "My name is Ada. Say hello to me.")
+    expect(page.locator(".message.reply")).to_have_attribute("data-reason", FINISHED, timeout=60000)
+    conversation = next(m["id"] for m in frames["received"] if m.get("type") == "conversation")
+
+    # The network goes: the page finds its socket dead and, back online, makes a new one.
+    page.context.set_offline(True)
+    page.evaluate("window.dispatchEvent(new Event('offline'))")
+    expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=20000)
+    page.context.set_offline(False)
+    expect(page.locator(".message.notice")).to_have_text(
+        "The connection dropped and came back. The conversation goes on.", timeout=30000
+    )
+    assert frames["sent"][-1] == {"action": "attach", "conversation": conversation}
+    _send(page, follow_up)
+    expect(page.locator(".message.reply").nth(1)).to_have_attribute(
+        "data-reason", FINISHED, timeout=60000
+    )
+    assert frames["sent"][-1]["conversation"] == conversation
+    remembered = _prompt_tokens(frames)
+
+    page.locator("#new-chat").click()
+    _send(page, follow_up)
+    expect(page.locator(".message.reply")).to_have_attribute("data-reason", FINISHED, timeout=60000)
+    assert "conversation" not in frames["sent"][-1]
+    assert remembered > _prompt_tokens(frames)
+
+
+def test_a_reload_mid_reply_shows_the_whole_reply_once_against_the_real_server(twin, open_page):
+    """The page comes back from a reload with its conversation and attaches with the last
+    delta it showed; the reply it then completes is the one the server kept, once."""
+    page = open_page(twin.http_url)
+    frames = _frames(page)
+    page.reload()  # the watch sees the page's socket from its start
+    _connected(page)
+    _send(page, LONG_PROMPT)
+    _updates_reach(page, 2)  # streaming: some text is on the page
+    page.reload()  # the page resumes at once: no "connected" pause to wait for
+    reply = page.locator(".message.reply")
+    expect(reply).to_have_attribute("data-reason", FINISHED, timeout=90000)
+    attaches = [m for m in frames["sent"] if m.get("action") == "attach"]
+    resumed = [m for m in frames["received"] if m.get("type") == "attached"]
+    assert attaches and resumed[-1]["reply"] == {"prompt": LONG_PROMPT}  # still running
+    # Every delta of the reply reached the page, and none twice, over the two sockets
+    # (the second asked only for what the first had not shown).
+    seen_before = attaches[-1].get("seq", -1)
+    first = [
+        m["seq"]
+        for m in frames["received"][: frames["received"].index(resumed[-1])]
+        if m.get("type") == "delta"
+    ]
+    after = [
+        m["seq"]
+        for m in frames["received"][frames["received"].index(resumed[-1]) :]
+        if m.get("type") == "delta"
+    ]
+    assert after and after[0] == seen_before + 1 and after == list(range(after[0], after[-1] + 1))
+    assert seen_before in first
+    assert page.locator(".message.prompt").count() == 1
+    assert reply.count() == 1
+    resumed_text = reply.locator(".bubble").inner_text()
+
+    # What the server kept, as the page draws it from the conversation's turns.
+    page.reload()
+    expect(page.locator(".message.reply")).to_have_attribute("data-reason", re.compile("."))
+    expect(page.locator(".message.reply")).to_have_count(1)
+    assert page.locator(".message.reply .bubble").inner_text() == resumed_text

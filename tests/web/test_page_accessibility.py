@@ -67,6 +67,8 @@ def test_the_accessibility_tree_names_the_conversation_and_its_controls(server, 
         - banner:
           - heading "llambda" [level=1]
           - group:
+            - text: Chats
+          - group:
             - text: Settings
           - button "New chat"
         - status: Ready

@@ -242,7 +242,7 @@ def test_the_model_is_named_and_settings_are_sent_within_the_caps_and_kept(scrip
     expect(page.locator(".message.reply")).to_have_attribute("data-reason", "end")
     assert "options" not in server.received[-1]  # nothing set: the server's defaults
 
-    page.get_by_text("Settings").click()
+    page.locator("#settings summary").click()
     tokens, temperature = page.get_by_label("Max tokens"), page.get_by_label("Temperature")
     expect(tokens).to_have_attribute("max", "300")
     expect(tokens).to_have_attribute("placeholder", "default (256)")
@@ -259,7 +259,7 @@ def test_the_model_is_named_and_settings_are_sent_within_the_caps_and_kept(scrip
 
     page.reload()
     _connected(page)
-    page.get_by_text("Settings").click()
+    page.locator("#settings summary").click()
     expect(page.get_by_label("Max tokens")).to_have_value("300")
     expect(page.get_by_label("Temperature")).to_have_value("0.7")
     page.get_by_role("button", name="Use the defaults").click()
@@ -302,7 +302,7 @@ def test_the_features_fit_a_phone_in_dark_mode(scripted, open_page):
         expect(button).to_be_in_viewport()
         box = button.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 360, name
-    page.get_by_text("Settings").tap()
+    page.locator("#settings summary").tap()
     panel = page.locator(".settings-panel").bounding_box()
     assert panel["x"] >= 0 and panel["x"] + panel["width"] <= 360
     eventually(lambda: len(server.received) == 1)

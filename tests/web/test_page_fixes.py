@@ -57,17 +57,18 @@ def test_notices_and_a_prompt_that_waited_for_the_connection_keep_event_order(sc
     expect(page.locator(".message.reply").nth(1)).to_have_attribute(
         "data-reason", "end", timeout=20000
     )
-    # The prompt went out on the new connection, after it was made: it comes after the
-    # notice that says the model forgot what is above, and its reply right below it.
+    # The prompt went out on the new connection, after it was made and the conversation
+    # attached again: it comes after the notice about the drop, and its reply right below it.
     assert _cards(page) == [
         "prompt: first",
         "reply: Answer to first.",
-        "notice: The connection dropped. Reconnecting…",
-        "notice: Reconnected. This is a new connection, so the model does not remember "
-        "the messages above.",
+        "notice: The connection dropped and came back. The conversation goes on.",
         "prompt: second",
         "reply: Answer to second.",
     ]
+    conversation = next(iter(server.conversations))
+    assert [m["action"] for m in server.received] == ["chat", "attach", "chat"]
+    assert server.received[2]["conversation"] == conversation  # the same memory goes on
 
 
 def test_a_prompt_whose_reply_never_began_is_resent_below_the_notices(scripted, open_page):
@@ -86,13 +87,13 @@ def test_a_prompt_whose_reply_never_began_is_resent_below_the_notices(scripted, 
     _send(page, "only question")
     expect(page.locator(".message.reply")).to_have_attribute("data-reason", "end", timeout=20000)
     assert _cards(page) == [
-        "notice: The connection dropped. Reconnecting…",
-        "notice: Reconnected. This is a new connection, so the model does not remember "
-        "the messages above.",
+        "notice: The connection dropped and came back. The conversation goes on.",
         "prompt: only question",
         "reply: Here it is.",
     ]
     assert _chats(server) == ["only question", "only question"]
+    # No id came for the first: the second starts the conversation, nothing to attach.
+    assert [m["action"] for m in server.received] == ["chat", "chat"]
 
 
 # 2. New cards are half-hidden under the composer.
@@ -130,7 +131,7 @@ def test_a_new_card_ends_in_view_above_the_composer(scripted, open_page):
     assert _end_in_view(page, ".message.error")
 
     server.push(CLOSE)
-    expect(page.locator(".message.notice").last).to_contain_text("Reconnected", timeout=20000)
+    expect(page.locator(".message.notice").last).to_contain_text("came back", timeout=20000)
     assert _end_in_view(page, ".message.notice")
 
 
@@ -144,12 +145,16 @@ def test_a_reply_from_a_server_gone_silent_is_given_up_and_the_page_reconnects(s
     _send(page, "hello")
     reply = page.locator(".message.reply")
     expect(reply).to_contain_text("Half an answer")
-    # A few silent seconds: the page pings; no answer in time: the socket is dead.
-    expect(reply).to_have_attribute("data-reason", "interrupted", timeout=30000)
-    expect(reply.locator(".meta")).to_contain_text("connection dropped")
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=20000)
-    eventually(lambda: len(server.handshakes) == 2)
-    assert [m["action"] for m in server.received] == ["chat", "ping"]
+    # A few silent seconds: the page pings; no answer in time: the socket is dead. The
+    # page connects again and attaches the conversation after the delta it has.
+    expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=30000)
+    eventually(lambda: len(server.handshakes) == 2, timeout=30)
+    eventually(lambda: [m["action"] for m in server.received] == ["chat", "ping", "attach"])
+    assert server.received[-1]["seq"] == 0
+    server.push({"type": "delta", "text": ", and the rest.", "seq": 1})
+    server.push(done())
+    expect(reply).to_have_attribute("data-reason", "end")
+    expect(reply.locator(".bubble")).to_have_text("Half an answer, and the rest.")
 
 
 def test_going_offline_mid_reply_is_noticed_and_coming_back_reconnects(scripted, open_page):
@@ -165,10 +170,15 @@ def test_going_offline_mid_reply_is_noticed_and_coming_back_reconnects(scripted,
     page.context.set_offline(True)
     # The browser says it is offline: the page pings at once, and nothing comes back.
     expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=20000)
-    expect(page.locator(".message.reply")).to_have_attribute("data-reason", "interrupted")
+    expect(page.locator(".message.reply .meta")).to_have_text(
+        "The connection dropped. The reply goes on when it is back…"
+    )
     page.context.set_offline(False)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=20000)
-    expect(page.locator(".message.notice").last).to_contain_text("Reconnected")
+    expect(page.locator(".message.notice").last).to_contain_text("came back", timeout=20000)
+    expect(page.locator("#status")).to_have_attribute("data-state", "generating")
+    server.push({"type": "delta", "text": " to the end.", "seq": 1})
+    server.push(done())
+    expect(page.locator(".message.reply .bubble")).to_have_text("Streaming along to the end.")
 
 
 # 4. Over-long prompts are only caught by the server.

@@ -6,7 +6,6 @@ what arrives, not generation.
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -150,33 +149,63 @@ def test_a_cold_start_shows_model_loading_with_ticking_seconds(open_page):
         server.stop()
 
 
-def test_a_reply_cut_off_by_a_dropped_connection_says_so(open_page):
+def _drop_mid_reply(open_page):
+    """A reply with one delta shown, then the connection drops and stays down."""
+
     def script(message: dict) -> list[tuple[float, dict]]:
         if message.get("action") != "chat":
             return []
         return [
             (0, {"type": "status", "state": "generating"}),
             (0, {"type": "delta", "text": "The first half", "seq": 0}),
-            (0.2, CLOSE),
         ]
 
     server = ScriptedChatServer(script)
     server.start()
+    page = open_page(server.http_url)
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    page.locator("#prompt").fill("hi")
+    page.locator("#prompt").press("Enter")
+    reply = page.locator(".message.reply")
+    expect(reply).to_contain_text("The first half")
+    server.refusing = True
+    server.push(CLOSE)
+    expect(reply.locator(".meta")).to_contain_text("The reply goes on when it is back")
+    return server, page, reply
+
+
+def test_a_reply_goes_on_after_a_dropped_connection_without_gaps_or_repeats(open_page):
+    server, page, reply = _drop_mid_reply(open_page)
     try:
-        page = open_page(server.http_url)
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        page.locator("#prompt").fill("hi")
-        page.locator("#prompt").press("Enter")
-        reply = page.locator(".message.reply")
-        expect(reply).to_have_attribute("data-reason", "interrupted")
-        expect(reply).to_contain_text("The first half")
-        expect(reply.locator(".meta")).to_contain_text("connection dropped")
-        expect(page.locator(".message.notice").first).to_contain_text("connection dropped")
-        expect(page.locator(".message.notice").last).to_contain_text("Reconnected")
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        _eventually(lambda: len(server.handshakes) == 2)
+        # Generated while the page was away: the server keeps it for the next attach.
+        server.push({"type": "delta", "text": ", the middle", "seq": 1})
+        server.refusing = False
+        _eventually(lambda: server.received[-1].get("action") == "attach", timeout=20)
+        assert server.received[-1]["seq"] == 0  # the last delta the page had shown
+        server.push({"type": "delta", "text": " and the end.", "seq": 2})
+        server.push(_done())
+        expect(reply).to_have_attribute("data-reason", "end")
+        expect(reply.locator(".bubble")).to_have_text("The first half, the middle and the end.")
+        expect(page.locator(".message.notice")).to_have_text(
+            "The connection dropped and came back. The conversation goes on."
+        )
         # The half-answered prompt is not sent a second time.
-        assert [m["action"] for m in server.received] == ["chat"]
+        assert [m["action"] for m in server.received] == ["chat", "attach"]
+    finally:
+        server.stop()
+
+
+def test_a_reply_the_server_cut_while_the_page_was_away_says_so(open_page):
+    server, page, reply = _drop_mid_reply(open_page)
+    try:
+        server.push({"type": "delta", "text": " and a bit more", "seq": 1})
+        server.cut_reply()  # no connection came back within the grace
+        server.refusing = False
+        expect(reply).to_have_attribute("data-reason", "interrupted", timeout=20000)
+        expect(reply.locator(".bubble")).to_have_text("The first half and a bit more")
+        expect(reply.locator(".meta")).to_contain_text("Cut off")
+        expect(page.locator(".message.notice").last).to_contain_text("Cut off")
+        expect(page.locator("#send")).to_be_visible()
     finally:
         server.stop()
 
@@ -186,17 +215,19 @@ def test_keyboard_alone_reaches_every_control_in_order(server, open_page):
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("Connected")
-    # The box has focus from the start; backwards from it: New chat, Settings, the skip link.
+    # The box has focus from the start; backwards from it: New chat, Settings, Chats, the
+    # skip link.
     expect(page.locator("#prompt")).to_be_focused()
     page.keyboard.press("Shift+Tab")
     expect(page.get_by_role("button", name="New chat")).to_be_focused()
     page.keyboard.press("Shift+Tab")
     expect(page.locator("#settings summary")).to_be_focused()
     page.keyboard.press("Shift+Tab")
+    expect(page.locator("#chats summary")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
     expect(page.get_by_role("link", name="Skip to the message box")).to_be_focused()
-    page.keyboard.press("Tab")
-    page.keyboard.press("Tab")
-    page.keyboard.press("Tab")
+    for _ in range(4):
+        page.keyboard.press("Tab")
     expect(page.locator("#prompt")).to_be_focused()
     page.keyboard.type("hello")
     page.keyboard.press("Tab")
@@ -212,7 +243,8 @@ def test_keyboard_alone_reaches_every_control_in_order(server, open_page):
     page.locator("#new-chat").focus()
     page.keyboard.press("Enter")  # New chat
     expect(page.locator("#messages > *")).to_have_count(0)
-    _eventually(lambda: server.received[-1] == {"action": "reset"})
+    # Nothing is sent for it: the next prompt simply names no conversation.
+    assert [m["action"] for m in server.received] == ["chat"]
 
 
 def test_a_phone_gets_one_column_without_sideways_scrolling(server, open_page):
@@ -312,6 +344,7 @@ def test_the_markdown_subset_builds_only_safe_elements(server, open_page):
     )
     # A code block is a DIV: its language and Copy button (acted on by the page), then PRE.
     allowed_tags = {"P", "UL", "OL", "LI", "DIV", "SPAN", "BUTTON", "PRE", "CODE", "STRONG"}
+    # (Links and tables: test_markdown_rendering.py.)
     allowed_attributes = {"class", "start", "data-language", "type", "data-action", "aria-label"}
     for text, expected in MARKDOWN_CASES.items():
         assert rendered[text]["blocks"] == expected, text
@@ -319,111 +352,49 @@ def test_the_markdown_subset_builds_only_safe_elements(server, open_page):
         assert set(rendered[text]["attributes"]) <= allowed_attributes, text
 
 
-# New chat during a reply, then a prompt at once. The server runs one reply at a time per
-# connection: the reply left behind holds the connection until it has ended (its `done`), and
-# the real server lets go of it only just after posting that `done`.
+# New chat during a reply, then a prompt at once: the next prompt starts a new conversation,
+# so it never waits on the reply left behind, whose remaining text is not shown.
 LONG = "Tell me a long story."
-BUSY = {"type": "error", "code": "busy", "message": "A reply is still running."}
 
 
-def _holding_script(lease: dict):
-    """LONG starts a reply that only the test ends; a chat while it holds the lease is busy."""
-
+def test_a_prompt_right_after_new_chat_goes_at_once_in_a_new_conversation(open_page):
     def script(message: dict) -> list[tuple[float, dict]]:
-        action = message.get("action")
-        if action == "reset":
-            return [(0, {"type": "reset", "stopped": lease["held"]})]
-        if action != "chat":
+        if message.get("action") != "chat":
             return []
-        if lease["held"]:
-            if lease["ended"]:
-                lease["held"] = False  # let go just after refusing the first chat after `done`
-            return [(0, BUSY)]
         if message["prompt"] == LONG:
-            lease.update(held=True, ended=False)
             return [
                 (0, {"type": "status", "state": "generating"}),
                 (0, {"type": "delta", "text": "Once upon a time", "seq": 0}),
             ]
         return [
             (0, {"type": "status", "state": "generating"}),
-            (0, {"type": "delta", "text": "Blue.", "seq": 0}),
+            (0.2, {"type": "delta", "text": "Blue.", "seq": 0}),
             (0, _done()),
         ]
 
-    return script
-
-
-def _new_chat_during_a_reply_then_a_prompt(page) -> None:
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-    page.locator("#prompt").fill(LONG)
-    page.locator("#prompt").press("Enter")
-    expect(page.locator(".message.reply")).to_contain_text("Once upon a time")
-    page.locator("#new-chat").click()
-    expect(page.locator("#messages > *")).to_have_count(0)
-    page.locator("#prompt").fill("Name one colour.")
-    page.locator("#prompt").press("Enter")
-    # The prompt is shown as queued behind the old reply, and can still be taken back.
-    prompt = page.locator(".message.prompt")
-    expect(prompt).to_have_class(re.compile(r"\bqueued\b"))
-    expect(prompt.locator(".note")).to_contain_text("Waiting for the previous reply to end")
-    expect(page.locator("#stop")).to_be_visible()
-    assert page.locator(".message.reply").count() == 0
-
-
-def _answered_without_a_refusal(page) -> None:
-    reply = page.locator(".message.reply")
-    expect(reply).to_have_attribute("data-reason", "end", timeout=20000)
-    expect(reply.locator(".bubble")).to_have_text("Blue.")
-    expect(page.locator(".message.prompt")).not_to_have_class(re.compile(r"\bqueued\b"))
-    expect(page.locator("#status")).to_have_attribute("data-state", "done")
-    assert page.locator(".message.error, .message.prompt.unsent").count() == 0
-    assert "Once upon a time" not in page.locator("#messages").inner_text()
-
-
-def test_a_prompt_right_after_new_chat_waits_for_the_old_reply_to_end(open_page):
-    lease = {"held": False, "ended": False}
-    server = ScriptedChatServer(_holding_script(lease))
+    server = ScriptedChatServer(script)
     server.start()
     try:
         page = open_page(server.http_url)
-        _new_chat_during_a_reply_then_a_prompt(page)
-        _eventually(lambda: [m["action"] for m in server.received] == ["chat", "reset"])
-
-        # The old reply ends. The first chat after its `done` still finds the lease held
-        # (the race the real server's order allows); the page tries again and is answered.
-        lease["ended"] = True
-        server.push(_done("stopped"))
-        _answered_without_a_refusal(page)
-        assert [m.get("prompt") for m in server.received if m["action"] == "chat"] == [
-            LONG,
-            "Name one colour.",  # refused as busy: the old reply had not let go yet
-            "Name one colour.",
-        ]
-    finally:
-        server.stop()
-
-
-@pytest.mark.parametrize("release", ["the connection drops", "the wait runs out"])
-def test_an_old_reply_that_never_ends_does_not_hold_a_new_prompt_for_ever(open_page, release):
-    """Its `done` never comes: a new connection, or the page's bounded wait, frees the prompt."""
-    lease = {"held": False, "ended": False}
-    server = ScriptedChatServer(_holding_script(lease))
-    server.start()
-    try:
-        page = open_page(server.http_url)
-        _new_chat_during_a_reply_then_a_prompt(page)
-        _eventually(lambda: [m["action"] for m in server.received] == ["chat", "reset"])
-        if release == "the connection drops":
-            lease["held"] = False  # a new connection has no reply running
-            server.push(CLOSE)
-            expect(page.locator(".message.notice").last).to_contain_text("Reconnected")
-        else:
-            # The page stops waiting for the `done` and sends; the lease is still held, so
-            # it is refused as busy and tried again until the lease lapses (a crashed reply's
-            # does), here once the server has refused it once.
-            _eventually(lambda: len(server.received) >= 3, timeout=15)
-            lease["ended"] = True
-        _answered_without_a_refusal(page)
+        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        page.locator("#prompt").fill(LONG)
+        page.locator("#prompt").press("Enter")
+        expect(page.locator(".message.reply")).to_contain_text("Once upon a time")
+        [old] = server.conversations
+        page.locator("#new-chat").click()
+        expect(page.locator("#messages > *")).to_have_count(0)
+        page.locator("#prompt").fill("Name one colour.")
+        page.locator("#prompt").press("Enter")
+        # The old reply goes on in its own conversation; its text is not shown here.
+        server.push({"type": "delta", "text": " there was a dragon", "seq": 1, "conversation": old})
+        reply = page.locator(".message.reply")
+        expect(reply).to_have_attribute("data-reason", "end")
+        expect(reply.locator(".bubble")).to_have_text("Blue.")
+        assert page.locator(".message.error, .message.notice, .message.prompt.queued").count() == 0
+        chats = [m for m in server.received if m["action"] == "chat"]
+        assert [m["prompt"] for m in chats] == [LONG, "Name one colour."]
+        assert "conversation" not in chats[1]  # a new conversation, not a reset of the old
+        assert len(server.conversations) == 2
+        assert "reset" not in [m["action"] for m in server.received]
     finally:
         server.stop()

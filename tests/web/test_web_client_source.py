@@ -40,6 +40,17 @@ PRISM_FILES = {
     "prism-yaml": "719c8e8b8c344dc9de510c729f65ba840b1502a0a8e7e25e2ad19ee715f65c02",
 }
 
+MARKDOWN_IT = WEB_CLIENT / "vendor" / "markdown-it"
+# `npm pack markdown-it@15.0.3` (integrity sha512-+Az7Ojz3iRGu8KYMvJ6xVhvrxP3eE+vEtJX75Ow88X
+# BpcQNV/0lGX5ZynIIBftREo4DC2jsveAMDaeltmm8QvQ==): its LICENSE, package.json and the browser
+# ES module (dist/browser/markdown-it.esm.min.mjs, its dependencies bundled), unchanged. To
+# update: pack the new version, copy the same files, update this table.
+MARKDOWN_IT_FILES = {
+    "LICENSE": "792c48c5a849a15fdf9e37e8bcf9e6d1dd13b32b46c642a748a0a46a9919d473",
+    "package.json": "43e11fe9c0cf180ceb0f6d62ddbb528caa11021af03df7e0d29049f3c628be5a",
+    "markdown-it.esm.min.mjs": "d5432491790141da046b1197353705db03264f40b5727f3b4b591f5aba193e30",
+}
+
 # Every way a string can become markup or code in a page.
 HTML_SINKS = re.compile(
     r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
@@ -79,7 +90,10 @@ def test_prism_is_vendored_unchanged_at_its_pinned_version_with_its_licence():
         if p.is_file()
     }
     assert files == {_vendored_path(name): digest for name, digest in PRISM_FILES.items()}
-    assert [p.name for p in (WEB_CLIENT / "vendor").iterdir()] == ["prismjs-1.30.0"]
+    assert sorted(p.name for p in (WEB_CLIENT / "vendor").iterdir()) == [
+        "markdown-it",
+        "prismjs-1.30.0",
+    ]
     package = json.loads((PRISM / "package.json").read_text())
     assert (package["name"], package["version"], package["license"]) == ("prismjs", "1.30.0", "MIT")
     assert (PRISM / "LICENSE").read_text().startswith("MIT LICENSE")
@@ -90,6 +104,26 @@ def test_prism_is_vendored_unchanged_at_its_pinned_version_with_its_licence():
     assert sorted(imported) == sorted(
         _vendored_path(name) for name in PRISM_FILES if name.startswith("prism-")
     )
+
+
+def test_markdown_it_is_vendored_unchanged_at_its_pinned_version_with_its_licence():
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in MARKDOWN_IT.rglob("*")
+        if p.is_file()
+    }
+    assert files == MARKDOWN_IT_FILES
+    package = json.loads((MARKDOWN_IT / "package.json").read_text())
+    assert (package["name"], package["version"], package["license"]) == (
+        "markdown-it",
+        "15.0.3",
+        "MIT",
+    )
+    # The page's one use of it: raw HTML off, and every link checked by the page's own rule.
+    source = (WEB_CLIENT / "markdown.js").read_text()
+    assert 'from "./vendor/markdown-it/markdown-it.esm.min.mjs"' in source
+    assert "html: false" in source
+    assert "md.validateLink = " in source
 
 
 def _vendored_path(name: str) -> str:
