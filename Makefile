@@ -130,12 +130,18 @@ twin-synth: $(VENV_STAMP) $(NPM_STAMP)
 dev: twin-synth ## run the Dev stage locally (the chat): open the printed address
 	$(PY) -m offline --assembly $(TWIN_OUT) --stage $(TWIN_STAGE) --port $(PORT) $(ARGS)
 
+# The terminal chat (terminal_client/), with `make dev`'s twin running. For a deployed
+# stage: LLAMBDA_TOKEN=<token> make chat URL=wss://<api>.execute-api.<region>.amazonaws.com/prod
+.PHONY: chat
+chat: $(VENV_STAMP) ## chat in this terminal (make dev's twin; URL=wss://… for a stage)
+	$(PY) -m terminal_client $(or $(URL),ws://127.0.0.1:$(PORT)/dev) $(ARGS)
+
 test: twin-synth browser lint ## every test (what CI runs)
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m pytest
 
 # Mutation testing (docs/testing.md): mutmut comes from its own dependency group, so
 # `make test` never needs it. `make mutate MODULES=sender` runs one of protocol, sender,
-# connections, router; the results stay in mutants/ (mutants/report.md).
+# conversations, router; the results stay in mutants/ (mutants/report.md).
 MUTATE_STAMP := $(VENV)/.stamp-mutate
 $(MUTATE_STAMP): $(VENV_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --group mutate

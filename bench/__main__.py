@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, render_cost, synth, waterfall
+from bench import cold_start, conversation, render_cost, synth, waterfall
 from bench.client import summarize
 from bench.delivered import delivered_run, start_twin, twin_reply, warm_up
 from bench.engine_runs import coalesced_run, engine_run, management_client, per_token_run
@@ -169,6 +169,18 @@ def first_token(args: argparse.Namespace, *, threads: int) -> dict[str, Any]:
     return results
 
 
+def conversation_ttft(args: argparse.Namespace, *, threads: int) -> dict[str, Any]:
+    """Time to first token on turns 1 to 10 of one conversation on a warm instance, and
+    from a resume's `attach` to its first replayed delta (bench/conversation.py)."""
+    cloud = start_twin(threads)
+    try:
+        results = conversation.measure(cloud.ws_url, quick=args.quick)
+    finally:
+        cloud.stop()
+    results["threads"] = threads
+    return results
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     info = machine_info()
     info["load_before"] = _load()
@@ -209,6 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     _log("first token, hop by hop; flame graphs of the functions")
     results["waterfall"] = first_token(args, threads=max(1, cores - 1))
+    _log("first token by turn of one conversation, and after a resume")
+    results["conversation"] = conversation_ttft(args, threads=max(1, cores - 1))
     _log("cold start parts")
     results["cold_start"] = cold_start.measure(
         str(default_model_path()), args.repeats, with_image=not args.no_image
@@ -270,6 +284,9 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"first token {title}: {w[arm]['first_token_ms']:.0f} ms, the engine's "
                 f"{w[arm]['engine_ttft_ms']:.0f} ms, added {w[arm]['added_ms']:.1f} ms"
             )
+    if results.get("conversation"):
+        for line in conversation.summary_lines(results["conversation"]):
+            print(line)
     for t in results["targets"]:
         value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
         print(f"[{'PASS' if t['pass'] else 'FAIL'}] {t['name']}: {value} (target {t['target']})")

@@ -1,17 +1,15 @@
-"""A WebSocket client that timestamps every message of one reply, as a browser sees them."""
+"""The terminal client's `ChatClient`, recording every message of one reply with its
+arrival time, as a browser sees them."""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.sync.client import ClientConnection, connect
-
 from bench.stats import median
+from terminal_client.client import ChatClient
 
 
 @dataclass
@@ -32,32 +30,20 @@ class Arrivals:
 
 
 class RecordingClient:
-    """Connects, then records each reply's messages on a reader thread."""
+    """Connects, then records each reply's messages as the client's reader thread
+    receives them (its `on_message` hook), while the caller is free to serve the reply."""
 
     def __init__(self, url: str, *, origin: str | None = None) -> None:
-        self.ws: ClientConnection = connect(
-            url,
-            origin=origin,
-            max_size=None,
-            open_timeout=30,  # type: ignore[arg-type]
-        )
         self._current = Arrivals()
         self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True, name="bench-client")
-        self._reader.start()
+        self.client = ChatClient(url, origin=origin, on_message=self._record).connect()
 
-    def _read(self) -> None:
-        try:
-            for raw in self.ws:
-                now = time.perf_counter()
-                message = json.loads(raw)
-                with self._lock:
-                    current = self._current
-                current.messages.append((now, message))
-                if message.get("type") in ("done", "error"):
-                    current.done.set()
-        except Exception:  # closed: whoever waits times out or has its reply already
-            pass
+    def _record(self, at: float, message: dict[str, Any]) -> None:
+        with self._lock:
+            current = self._current
+        current.messages.append((at, message))
+        if message.get("type") in ("done", "error"):
+            current.done.set()
 
     def expect_reply(self) -> Arrivals:
         """Start recording a new reply; call before the reply can begin."""
@@ -66,11 +52,10 @@ class RecordingClient:
             return self._current
 
     def send(self, message: dict[str, Any]) -> None:
-        self.ws.send(json.dumps(message))
+        self.client.send(message)
 
     def close(self) -> None:
-        self.ws.close()
-        self._reader.join(timeout=5)
+        self.client.close()
 
 
 def stream_figures(

@@ -22,6 +22,9 @@ from llambda import protocol
 from llambda.engines import Engine
 from llambda.sender import StreamSender, connection_poster
 
+# The sender tags every reply message with its conversation; nothing here reads it.
+BENCH_CONVERSATION = "bench"
+
 
 def engine_run(engine: Engine, tokens: int) -> dict[str, float]:
     """Tokens/s from the first to the last token, and time to first token."""
@@ -125,7 +128,9 @@ def coalesced_run(
 
     def serve(connection_id: str) -> int:
         sender = StreamSender(
-            connection_poster(api, connection_id), coalesce_ms=DEV.coalesce_ms
+            connection_poster(api, connection_id),
+            conversation_id=BENCH_CONVERSATION,
+            coalesce_ms=DEV.coalesce_ms,
         ).start()
         sender.send(protocol.status("generating"))
         result = engine.generate(engine_request(tokens), sender.push, lambda: sender.broken)

@@ -75,6 +75,43 @@ def _waterfall(w: dict[str, Any] | None) -> list[str]:
     return [*out, ""]
 
 
+def _conversation(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    out = [
+        "## A conversation: first token by turn, and after a resume",
+        "",
+        f"One conversation of {len(c['turns'])} turns on a warm instance of the twin "
+        f"(llama.cpp on {c['threads']} thread(s)), {c['tokens_per_turn']} tokens a reply, "
+        f"greedy; the median of {c['conversations']}. Each prompt holds the whole history, so "
+        "a late turn is as quick as the first only if llama.cpp reuses the prefix it "
+        "already has in its KV cache.",
+        "",
+        "| turn | first token (client) | the engine's (prefill + first token) | prompt tokens |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for turn in c["turns"]:
+        out.append(
+            f"| {turn['turn']:.0f} | {_f(turn['ttft_ms'])} ms | {_f(turn['engine_ttft_ms'])} ms "
+            f"| {turn['prompt_tokens']:.0f} |"
+        )
+    resume = c["resume"]
+    out += [
+        "",
+        f"Turn 10 ÷ turn 1: **{_f(c['turn10_over_turn1'], 2)}** as the client sees it, "
+        f"{_f(c['engine_turn10_over_turn1'], 2)} for the engine alone.",
+        "",
+        f"A resume (the connection closed after a reply's second delta, `attach` sent "
+        f"{resume['away_s']:g} s later with the last seq had): **{_f(resume['resume_ms'])} ms** "
+        f"from the `attach` frame to the first replayed delta, {_f(resume['attached_ms'])} ms "
+        "to the `attached` answer (runs: "
+        + ", ".join(_f(r["resume_ms"]) for r in resume["runs"])
+        + " ms).",
+        "",
+    ]
+    return out
+
+
 def _headline(results: dict[str, Any]) -> list[str]:
     """Delivered ÷ engine at matched threads (the same llama.cpp threads in both arms),
     with the spread of the repeated runs: all cores, then a core left for emulation."""
@@ -220,6 +257,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
         out.append("")
     out += _waterfall(results.get("waterfall"))
+    out += _conversation(results.get("conversation"))
     out += ["## Targets", "", "| target | figure | goal | result |", "| --- | ---: | --- | --- |"]
     for t in results["targets"]:
         value = t["value"]

@@ -82,6 +82,19 @@ TARGETS = [
         "/s",
     ),
     Target(
+        "time to first token, turn 10 of a conversation ÷ turn 1 (warm instance)",
+        lambda r: r["conversation"]["turn10_over_turn1"],
+        "<=",
+        1.2,
+    ),
+    Target(
+        "a resume: from `attach` to the first replayed delta",
+        lambda r: r["conversation"]["resume"]["resume_ms"],
+        "<=",
+        50,
+        " ms",
+    ),
+    Target(
         "inference handler import",
         lambda r: r["cold_start"]["inference_import_ms"],
         "<",

@@ -103,8 +103,11 @@ def hops(
     sent: float, messages: list[tuple[float, dict]], spans: list[Span]
 ) -> tuple[list[Hop], dict[str, float]]:
     """The first-token path as hops, and its totals."""
-    first_delta = next(i for i, (_, m) in enumerate(messages) if m.get("type") == "delta")
-    arrived = messages[first_delta][0]
+    # The inference function's posts, in order, are the reply's messages but the router's
+    # `conversation` (a new conversation's id, sent before the reply).
+    posted = [(t, m) for t, m in messages if m.get("type") != "conversation"]
+    first_delta = next(i for i, (_, m) in enumerate(posted) if m.get("type") == "delta")
+    arrived = posted[first_delta][0]
     final = messages[-1][1]
     engine_ttft_ms = float((final.get("timing") or {}).get("ttft_ms") or 0)
 

@@ -2,22 +2,22 @@
 
     python -m offline.smoke wss://abc.execute-api.eu-west-1.amazonaws.com/dev --token T
 
-Connects, sends one `chat`, and requires at least one `delta` and a `done`; prints the
-reply and its timings; exits non-zero (with the reason) on any failure. Used by the
-pipeline's post-deploy step and by hand.
+Connects, sends one `chat`, and requires at least one `delta` (in order) and a `done`;
+prints the reply and its timings; exits non-zero (with the reason) on any failure. Used
+by the pipeline's post-deploy step and by hand. It speaks through the terminal client's
+`ChatClient` (standard library and `websockets` only: what the pipeline installs).
+A dropped connection fails the test rather than being resumed: the stage must carry one
+reply on one connection.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import websockets
+from terminal_client.client import ChatClient, ConnectionLost, HandshakeRefused
 
 
 @dataclass
@@ -32,15 +32,7 @@ class SmokeResult:
     total_ms: float = 0.0
 
 
-def with_token(url: str, token: str | None) -> str:
-    if not token:
-        return url
-    parts = urlsplit(url)
-    query = f"{parts.query}&" if parts.query else ""
-    return urlunsplit(parts._replace(query=query + urlencode({"token": token})))
-
-
-async def run_smoke(
+def run_smoke(
     url: str,
     *,
     token: str | None = None,
@@ -54,47 +46,46 @@ async def run_smoke(
     def elapsed() -> float:
         return (time.perf_counter() - started) * 1000
 
+    client = ChatClient(url, token=token, origin=origin, open_timeout=min(timeout, 30))
     try:
-        async with asyncio.timeout(timeout):
-            async with websockets.connect(
-                with_token(url, token), origin=origin, open_timeout=min(timeout, 30)
-            ) as ws:
-                result = SmokeResult(ok=False, reason="", connect_ms=elapsed())
-                chat = {"action": "chat", "prompt": prompt, "options": {"max_tokens": max_tokens}}
-                await ws.send(json.dumps(chat))
-                seq = 0
-                async for raw in ws:
-                    message = json.loads(raw)
-                    kind = message.get("type")
-                    if kind == "delta":
-                        if message.get("seq") != seq:
-                            result.reason = f"delta seq {message.get('seq')}, expected {seq}"
-                            return result
-                        seq += 1
-                        result.deltas += 1
-                        result.text += message.get("text", "")
-                        if result.first_delta_ms is None:
-                            result.first_delta_ms = elapsed()
-                    elif kind == "done":
-                        result.done = message
-                        result.total_ms = elapsed()
-                        result.ok = result.deltas >= 1
-                        result.reason = "ok" if result.ok else "done without any delta"
-                        return result
-                    elif kind == "error":
-                        result.reason = f"error {message.get('code')}: {message.get('message')}"
-                        return result
-                    elif kind not in ("status", "pong"):
-                        result.reason = f"unexpected message: {raw!s:.200}"
-                        return result
-                result.reason = "the connection closed before `done`"
+        client.connect()
+    except HandshakeRefused as refused:
+        return SmokeResult(ok=False, reason=str(refused))
+    except ConnectionLost as lost:
+        return SmokeResult(ok=False, reason=f"connection failed: {lost}")
+    result = SmokeResult(ok=False, reason="", connect_ms=elapsed())
+    try:
+        client.chat(prompt, {"max_tokens": max_tokens})
+        for message in client.reply(timeout=max(timeout - elapsed() / 1000, 0.1), resume=False):
+            kind = message.get("type")
+            if kind == "delta":
+                if message.get("seq") != result.deltas:
+                    result.reason = f"delta seq {message.get('seq')}, expected {result.deltas}"
+                    return result
+                result.deltas += 1
+                result.text += str(message.get("text", ""))
+                if result.first_delta_ms is None:
+                    result.first_delta_ms = elapsed()
+            elif kind == "done":
+                result.done = message
+                result.total_ms = elapsed()
+                result.ok = result.deltas >= 1
+                result.reason = "ok" if result.ok else "done without any delta"
+            elif kind == "error":
+                result.reason = f"error {message.get('code')}: {message.get('message')}"
+            elif kind not in ("conversation", "status"):
+                result.reason = f"unexpected message: {message!s:.200}"
                 return result
+        if not result.reason:
+            result.reason = "the reply ended without `done`"
+        return result
     except TimeoutError:
         return SmokeResult(ok=False, reason=f"no complete reply within {timeout:g} s")
-    except websockets.InvalidStatus as exc:
-        return SmokeResult(ok=False, reason=f"handshake refused: HTTP {exc.response.status_code}")
-    except (OSError, websockets.WebSocketException) as exc:
-        return SmokeResult(ok=False, reason=f"connection failed: {exc}")
+    except ConnectionLost as lost:
+        result.reason = f"the connection closed before `done` ({lost})"
+        return result
+    finally:
+        client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,15 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--origin", help="Origin header to send (for an origin allow-list)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds for the whole test")
     args = parser.parse_args(argv)
-    result = asyncio.run(
-        run_smoke(
-            args.url,
-            token=args.token,
-            prompt=args.prompt,
-            max_tokens=args.max_tokens,
-            origin=args.origin,
-            timeout=args.timeout,
-        )
+    result = run_smoke(
+        args.url,
+        token=args.token,
+        prompt=args.prompt,
+        max_tokens=args.max_tokens,
+        origin=args.origin,
+        timeout=args.timeout,
     )
     if not result.ok:
         print(f"smoke test FAILED: {result.reason}", file=sys.stderr)

@@ -36,3 +36,37 @@ def assemblies(tmp_path_factory: pytest.TempPathFactory):
     from tests.twin_assembly import Assemblies
 
     return Assemblies(tmp_path_factory.mktemp("assemblies"))
+
+
+# Stage throttling and the rate limit are raised so the many tests sharing the session's
+# twin never trip them; their refusals are tested on a twin of their own.
+ROOMY = {"throttleRateLimit": 1000, "throttleBurstLimit": 2000, "messagesPerMinute": 100000}
+
+
+@pytest.fixture(scope="session")
+def record_dir(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("records")
+
+
+@pytest.fixture(scope="session")
+def cloud(record_dir, assemblies):
+    """The offline twin of the Dev stage, started once per session on a free port and
+    shared by the offline and terminal tests."""
+    import logging
+
+    from offline.cloud import OfflineCloud
+    from tests.offline.twin_helpers import LOCAL_ENVIRONMENT, sample_functions
+    from tests.twin_assembly import TWIN_STAGE
+
+    logging.getLogger("offline").setLevel(logging.INFO)
+    twin = OfflineCloud(
+        assembly=assemblies.get(ROOMY),
+        stage=TWIN_STAGE,
+        extra_functions=sample_functions(),
+        environment={**LOCAL_ENVIRONMENT, "RECORD_DIR": str(record_dir)},
+    )
+    twin.start()
+    try:
+        yield twin
+    finally:
+        twin.stop()

@@ -2,7 +2,9 @@
 
 The runtime ships alone in its image, so it can import nothing else of ours; `infra/`
 describes the stack without running the runtime; the twin reaches the handlers only by
-the handler names the synthesized template gives, never by importing them.
+the handler names the synthesized template gives, never by importing them; the terminal
+client talks to any deployed stage, so it stands alone (the pipeline's smoke check runs it
+with only `websockets` installed).
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-OURS = ("llambda", "infra", "offline", "bench", "tests", "preflight")
+OURS = ("llambda", "infra", "offline", "bench", "tests", "preflight", "terminal_client")
 
 # Each part, and what of ours it may not import.
 FORBIDDEN = {
-    "lambda_image/llambda": {"infra", "offline", "bench", "tests", "preflight"},
-    "infra": {"llambda", "offline", "bench", "tests", "preflight"},
+    "lambda_image/llambda": {
+        "infra",
+        "offline",
+        "bench",
+        "tests",
+        "preflight",
+        "terminal_client",
+    },
+    "infra": {"llambda", "offline", "bench", "tests", "preflight", "terminal_client"},
     "offline": {"llambda", "infra", "bench", "tests", "preflight"},
+    "terminal_client": {"llambda", "infra", "offline", "bench", "tests", "preflight"},
 }
 
 
