@@ -149,8 +149,12 @@ def test_a_reply_from_a_server_gone_silent_is_given_up_and_the_page_reconnects(s
     # page connects again and attaches the conversation after the delta it has.
     expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=30000)
     eventually(lambda: len(server.handshakes) == 2, timeout=30)
-    eventually(lambda: [m["action"] for m in server.received] == ["chat", "ping", "attach"])
-    assert server.received[-1]["seq"] == 0
+    eventually(lambda: any(m["action"] == "attach" for m in server.received))
+    actions = [m["action"] for m in server.received]
+    # What follows the attach may include a liveness ping of the new socket (a page made
+    # visible checks its connection), so only what led to it is fixed.
+    assert actions[: actions.index("attach") + 1] == ["chat", "ping", "attach"]
+    assert server.received[actions.index("attach")]["seq"] == 0
     server.push({"type": "delta", "text": ", and the rest.", "seq": 1})
     server.push(done())
     expect(reply).to_have_attribute("data-reason", "end")
