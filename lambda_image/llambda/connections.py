@@ -5,29 +5,13 @@ conversation a connection is attached to is recorded on the conversation's item
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-from llambda.table import PARTITION_KEY
-
-PREFIX = "connection#"
+from llambda.table import ItemStore
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class ConnectionStore:
-    def __init__(
-        self, client: Any, table_name: str, *, clock_ms: Callable[[], int] = _now_ms
-    ) -> None:
-        self._db = client
-        self._table = table_name
-        self._now_ms = clock_ms
-
-    def _key(self, connection_id: str) -> dict[str, Any]:
-        return {PARTITION_KEY: {"S": PREFIX + connection_id}}
+class ConnectionStore(ItemStore):
+    PREFIX = "connection#"
 
     def put(self, connection_id: str, *, source_ip: str, origin: str, ttl_seconds: int) -> None:
         now = self._now_ms()

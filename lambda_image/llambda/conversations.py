@@ -14,8 +14,6 @@ and a character is at most 4 bytes of UTF-8. `infra/config.py` refuses a stage w
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -23,9 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from llambda.history import Message, drop_oldest_turns, valid_turns
-from llambda.table import PARTITION_KEY, is_conditional_failure
-
-PREFIX = "conversation#"
+from llambda.table import PARTITION_KEY, ItemStore, is_conditional_failure
 
 
 class NotFound(Exception):
@@ -101,10 +97,6 @@ class ReplyCheck:
 _SAME_EPOCH = "(epoch = :e OR (attribute_not_exists(epoch) AND :e = :zero))"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def trim_history(turns: list[Message], max_chars: int) -> list[Message]:
     """Drop the oldest exchanges (user + assistant) until the contents fit in `max_chars`."""
     return drop_oldest_turns(
@@ -138,16 +130,8 @@ def _encode(turns: list[Message]) -> dict[str, str]:
     return {"S": json.dumps(turns, ensure_ascii=False)}
 
 
-class ConversationStore:
-    def __init__(
-        self, client: Any, table_name: str, *, clock_ms: Callable[[], int] = _now_ms
-    ) -> None:
-        self._db = client
-        self._table = table_name
-        self._now_ms = clock_ms
-
-    def _key(self, conversation_id: str) -> dict[str, Any]:
-        return {PARTITION_KEY: {"S": PREFIX + conversation_id}}
+class ConversationStore(ItemStore):
+    PREFIX = "conversation#"
 
     def _update(self, conversation_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """An UpdateItem; None when its condition failed."""

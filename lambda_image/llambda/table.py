@@ -4,9 +4,34 @@ infra/constructs/connection_table.py."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 from botocore.exceptions import ClientError
 
 PARTITION_KEY = "pk"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ItemStore:
+    """One kind of item in the table, its ids behind `PREFIX`; a low-level boto3 DynamoDB
+    client passed in, and a clock a test may move."""
+
+    PREFIX = ""
+
+    def __init__(
+        self, client: Any, table_name: str, *, clock_ms: Callable[[], int] = now_ms
+    ) -> None:
+        self._db = client
+        self._table = table_name
+        self._now_ms = clock_ms
+
+    def _key(self, item_id: str) -> dict[str, Any]:
+        return {PARTITION_KEY: {"S": self.PREFIX + item_id}}
 
 
 def is_conditional_failure(error: ClientError) -> bool:

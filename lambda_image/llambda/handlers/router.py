@@ -202,30 +202,25 @@ def dispatch_chat(
     connection_id = ctx.connection_id
     settings = deps.settings
     reply_id = deps.new_id()
-    conversation = chat.conversation
+    new = chat.conversation is None
+    conversation = deps.new_conversation_id() if new else chat.conversation
+    logger.append_keys(conversation=log_safe(conversation))
+    reply = {
+        "prompt": chat.prompt,
+        "lease_seconds": settings.lease_seconds,
+        "ttl_seconds": settings.conversation_ttl_seconds,
+    }
     try:
-        if conversation is None:
-            conversation = deps.new_conversation_id()
-            logger.append_keys(conversation=log_safe(conversation))
-            admitted = deps.conversations.start(
-                conversation,
-                connection_id,
-                reply_id,
-                prompt=chat.prompt,
-                lease_seconds=settings.lease_seconds,
-                ttl_seconds=settings.conversation_ttl_seconds,
-            )
+        if new:
+            admitted = deps.conversations.start(conversation, connection_id, reply_id, **reply)
             send(protocol.conversation_started(conversation))
         else:
-            logger.append_keys(conversation=log_safe(conversation))
             admitted = deps.conversations.admit_chat(
                 conversation,
                 connection_id,
                 reply_id,
-                prompt=chat.prompt,
                 per_minute=settings.messages_per_minute,
-                lease_seconds=settings.lease_seconds,
-                ttl_seconds=settings.conversation_ttl_seconds,
+                **reply,
             )
     except (NotFound, NotAttached, RateLimited, Busy) as refused:
         code, text = _refusal(refused, settings)
