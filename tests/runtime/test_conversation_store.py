@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from infra.config import DEV, DYNAMODB_ITEM_BYTES, PROD
 from llambda.connections import ConnectionStore
@@ -486,8 +487,6 @@ def test_a_conversation_far_over_400_kb_never_makes_an_item_over_it(clocked, con
 
 def test_without_the_trim_the_same_conversation_is_refused_by_dynamodb(clocked):
     # What the trim prevents (and that moto enforces the limit, so the test above means it).
-    from botocore.exceptions import ClientError
-
     conversation = clocked.start("r0")
     huge = [{"role": "user", "content": "\U0001f600" * 110_000}]
     with pytest.raises(ClientError, match="size"):
@@ -495,3 +494,29 @@ def test_without_the_trim_the_same_conversation_is_refused_by_dynamodb(clocked):
             conversation, "r0", huge, epoch=0, max_chars=10**9, ttl_seconds=100
         )
     assert json.loads(clocked.store.get(conversation)["history"]["S"]) == []
+
+
+# What `make mutate` showed the tests above let through (docs/testing.md) ----------------
+
+
+def test_a_new_conversation_starts_empty_and_never_over_another(clocked):
+    conversation = clocked.idle()
+    admitted_ = clocked.store.start(
+        new_id(), "c1", "r1", prompt="p", lease_seconds=60, ttl_seconds=100
+    )
+    assert admitted_.turns == [] and admitted_.epoch == 0
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        clocked.store.start(conversation, "c2", "r2", prompt="p", lease_seconds=60, ttl_seconds=1)
+    assert clocked.store.history(conversation) == TURNS  # an id clash overwrites nothing
+
+
+def test_a_reply_check_says_where_to_stream_and_whether_a_reset_came(clocked):
+    conversation = clocked.start("r1")
+    assert clocked.store.reply_check(conversation, "r1").epoch == 0
+    clocked.store.attach(conversation, "c2", seen_seq=3, ttl_seconds=100)
+    assert clocked.store.reset(conversation, "c2") is True
+    check = clocked.store.reply_check(conversation, "r1")
+    # Stopping, the reply still learns the attachment (its `done` goes to the new client)
+    # and the reset (the turns it would replay are gone).
+    assert check.state is ReplyState.STOP and check.epoch == 1
+    assert check.attachment.connection_id == "c2" and check.attachment.seen_seq == 3

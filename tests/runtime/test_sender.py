@@ -245,3 +245,61 @@ def test_text_waits_out_the_interval_and_joins_one_delta(connections):
     sender.close()
     assert [m["text"] for m in peer.messages] == ["a", "bc", "d"]
     assert [m["seq"] for m in peer.messages] == [0, 1, 2]
+
+
+# What `make mutate` showed the tests above let through (docs/testing.md) ----------------
+
+
+def test_a_retarget_greets_the_new_client_before_the_replay(connections):
+    new = new_id()
+    peer = connections.connect(new)
+    sender = StreamSender(lambda data: None, conversation_id=CONVERSATION, coalesce_ms=0)
+    sender.push("a")
+    hello = {"type": "attached", "conversation": CONVERSATION, "turns": [], "reply": None}
+    sender.retarget(connection_poster(connections.client(), new), seen_seq=-1, greeting=hello)
+    sender.start().close()
+    assert [m["type"] for m in peer.messages] == ["attached", "delta"]
+    assert sender.detached_seconds() == 0  # attached: not detached at all
+
+
+def test_a_long_text_cut_while_the_target_changes_reaches_the_new_client_once(connections):
+    # The new client attaches while the first of three pieces of one long text is being
+    # posted: the pieces cut after the switch are left to the replay, not sent twice.
+    old, new = new_id(), new_id()
+    connections.connect(old)
+    new_peer = connections.connect(new)
+    entered, release = threading.Event(), threading.Event()
+    old_post = connection_poster(connections.client(), old)
+
+    def slow_post(data: bytes) -> None:
+        entered.set()
+        release.wait(10)
+        old_post(data)
+
+    sender = StreamSender(slow_post, conversation_id=CONVERSATION, coalesce_ms=0).start()
+    text = "x" * (MAX_DELTA_CHARS * 3)
+    sender.push(text)
+    entered.wait(10)
+    sender.retarget(connection_poster(connections.client(), new), seen_seq=-1)
+    release.set()
+    sender.close()
+    got = new_peer.messages
+    assert [m["seq"] for m in got] == [0, 1, 2]
+    assert "".join(m["text"] for m in got) == text
+
+
+def test_a_detached_sender_posts_nothing_until_retargeted():
+    calls = []
+
+    def gone(data: bytes) -> None:
+        calls.append(data)
+        raise ConnectionGone("c")
+
+    sender = StreamSender(gone, conversation_id=CONVERSATION, coalesce_ms=0).start()
+    sender.push("a")
+    wait_until(lambda: sender.detached)
+    sender.push("b")
+    sender.send(protocol.pong())
+    wait_until(lambda: sender.seq == 2)
+    sender.close()
+    assert len(calls) == 1  # the post that found the client gone, and no other

@@ -94,8 +94,11 @@ class PageErrors(list):
     """Uncaught exceptions and console errors from the page: a test fails if any appear."""
 
 
-# Where a paused page clock stands (any instant would do).
+# Where a page clock is installed (any instant would do), and where it is paused: later,
+# since the installed clock runs until paused, and pausing cannot go back in time (a busy
+# machine can take a while between the two calls).
 CLOCK_START_MS = 1_800_000_000_000
+CLOCK_PAUSED_MS = CLOCK_START_MS + 3_600_000
 
 
 @pytest.fixture
@@ -113,7 +116,7 @@ def open_page(browser) -> Iterator:
         page = context.new_page()
         if paused_clock:
             page.clock.install(time=CLOCK_START_MS)
-            page.clock.pause_at(CLOCK_START_MS)
+            page.clock.pause_at(CLOCK_PAUSED_MS)
         page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
         page.on(
             "console",
