@@ -122,25 +122,32 @@ def test_retarget_replays_what_the_new_client_lacks_then_streams_on(connections)
     assert not sender.detached
 
 
+class HeldPost:
+    """A post that waits until released before it goes through: the test switches the
+    target while a delta is on its way to the old one."""
+
+    def __init__(self, post) -> None:
+        self._post = post
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, data: bytes) -> None:
+        self.entered.set()
+        self.release.wait(10)  # the bound only keeps a broken test from hanging
+        self._post(data)
+
+
 def test_a_retarget_while_a_delta_is_being_cut_sends_it_once(connections):
     # The new client attached while the sender was posting to the old one: every delta
     # reaches it exactly once, whichever side of the switch it was cut on.
     old, new = new_id(), new_id()
     old_peer, new_peer = connections.connect(old), connections.connect(new)
-    entered, release = threading.Event(), threading.Event()
-    old_post = connection_poster(connections.client(), old)
-
-    def slow_post(data: bytes) -> None:
-        entered.set()
-        release.wait(10)
-        old_post(data)
-
-    sender = StreamSender(slow_post, conversation_id=CONVERSATION, coalesce_ms=0).start()
+    held = HeldPost(connection_poster(connections.client(), old))
+    sender = StreamSender(held, conversation_id=CONVERSATION, coalesce_ms=0).start()
     sender.push("a")
-    entered.wait(10)  # "a" is being posted to the old connection
+    held.entered.wait(10)  # "a" is being posted to the old connection
     sender.push("b")
     sender.retarget(connection_poster(connections.client(), new), seen_seq=-1)
-    release.set()
+    held.release.set()
     sender.push("c")
     sender.close()
     assert [m["text"] for m in old_peer.messages] == ["a"]
@@ -268,20 +275,13 @@ def test_a_long_text_cut_while_the_target_changes_reaches_the_new_client_once(co
     old, new = new_id(), new_id()
     connections.connect(old)
     new_peer = connections.connect(new)
-    entered, release = threading.Event(), threading.Event()
-    old_post = connection_poster(connections.client(), old)
-
-    def slow_post(data: bytes) -> None:
-        entered.set()
-        release.wait(10)
-        old_post(data)
-
-    sender = StreamSender(slow_post, conversation_id=CONVERSATION, coalesce_ms=0).start()
+    held = HeldPost(connection_poster(connections.client(), old))
+    sender = StreamSender(held, conversation_id=CONVERSATION, coalesce_ms=0).start()
     text = "x" * (MAX_DELTA_CHARS * 3)
     sender.push(text)
-    entered.wait(10)
+    held.entered.wait(10)
     sender.retarget(connection_poster(connections.client(), new), seen_seq=-1)
-    release.set()
+    held.release.set()
     sender.close()
     got = new_peer.messages
     assert [m["seq"] for m in got] == [0, 1, 2]
