@@ -5,8 +5,6 @@ conversation a connection is attached to is recorded on the conversation's item
 
 from __future__ import annotations
 
-from typing import Any
-
 from llambda.table import ItemStore
 
 
@@ -28,10 +26,3 @@ class ConnectionStore(ItemStore):
 
     def delete(self, connection_id: str) -> None:
         self._db.delete_item(TableName=self._table, Key=self._key(connection_id))
-
-    def get(self, connection_id: str) -> dict[str, Any] | None:
-        """The raw item (consistent read), or None."""
-        answer = self._db.get_item(
-            TableName=self._table, Key=self._key(connection_id), ConsistentRead=True
-        )
-        return answer.get("Item")

@@ -126,6 +126,20 @@ def _attachment_of(item: dict[str, Any]) -> Attachment | None:
     )
 
 
+def _running(item: dict[str, Any], now_ms: int) -> bool:
+    """A reply holds the item's lease (one that crashed holds it until it lapses)."""
+    return "replyId" in item and _number(item, "leaseUntil") >= now_ms
+
+
+def _require_attached(item: dict[str, Any] | None, connection_id: str) -> dict[str, Any]:
+    """The item, if it exists and is attached to `connection_id`; else why not."""
+    if not item:
+        raise NotFound()
+    if item.get("connectionId", {}).get("S") != connection_id:
+        raise NotAttached()
+    return item
+
+
 def _encode(turns: list[Message]) -> dict[str, str]:
     return {"S": json.dumps(turns, ensure_ascii=False)}
 
@@ -146,13 +160,6 @@ class ConversationStore(ItemStore):
 
     def _expires(self, ttl_seconds: int) -> dict[str, str]:
         return {"N": str(self._now_ms() // 1000 + ttl_seconds)}
-
-    def get(self, conversation_id: str) -> dict[str, Any] | None:
-        """The raw item (consistent read), or None."""
-        answer = self._db.get_item(
-            TableName=self._table, Key=self._key(conversation_id), ConsistentRead=True
-        )
-        return answer.get("Item")
 
     # A chat ----------------------------------------------------------------------------
 
@@ -271,11 +278,8 @@ class ConversationStore(ItemStore):
     ) -> None:
         """Raise why a chat was refused, from the item as it stood; return if it was only
         the wrong rate window."""
-        if not old:
-            raise NotFound()
-        if old.get("connectionId", {}).get("S") != connection_id:
-            raise NotAttached()
-        if "replyId" in old and _number(old, "leaseUntil") >= now:
+        _require_attached(old, connection_id)
+        if _running(old, now):
             raise Busy()
         counted = _number(old, "rateCount")
         if _number(old, "rateWindow", -1) == window and counted >= per_minute:
@@ -307,11 +311,12 @@ class ConversationStore(ItemStore):
         if answer is None:
             raise NotFound()
         old = answer.get("Attributes") or {}
-        running = "replyId" in old and _number(old, "leaseUntil") >= self._now_ms()
         previous = old.get("connectionId", {}).get("S")
         return Attached(
             turns=_turns_of(old),
-            running_prompt=old.get("replyPrompt", {}).get("S") if running else None,
+            running_prompt=(
+                old.get("replyPrompt", {}).get("S") if _running(old, self._now_ms()) else None
+            ),
             interrupted=old.get("interrupted", {}).get("BOOL", False),
             previous_connection=None if previous == connection_id else previous,
         )
@@ -339,18 +344,10 @@ class ConversationStore(ItemStore):
 
     # Stop and reset ----------------------------------------------------------------------
 
-    def _check_attached(self, conversation_id: str, connection_id: str) -> dict[str, Any]:
-        item = self.get(conversation_id)
-        if item is None:
-            raise NotFound()
-        if item.get("connectionId", {}).get("S") != connection_id:
-            raise NotAttached()
-        return item
-
     def request_stop(self, conversation_id: str, connection_id: str) -> str | None:
         """Mark the running reply to stop; its id, or None when no reply runs. Raises
         `NotFound` or `NotAttached`."""
-        item = self._check_attached(conversation_id, connection_id)
+        item = _require_attached(self.get(conversation_id), connection_id)
         reply_id = item.get("replyId", {}).get("S")
         if reply_id is None:
             return None
@@ -382,10 +379,9 @@ class ConversationStore(ItemStore):
             ReturnValues="ALL_NEW",
         )
         if updated is None:
-            self._check_attached(conversation_id, connection_id)
+            _require_attached(self.get(conversation_id), connection_id)
             raise NotAttached()  # attached here a moment ago, elsewhere now
-        attributes = updated.get("Attributes", {})
-        running = "replyId" in attributes and _number(attributes, "leaseUntil") >= self._now_ms()
+        running = _running(updated.get("Attributes", {}), self._now_ms())
         return running and self.request_stop(conversation_id, connection_id) is not None
 
     # The running reply (inference and dispatch failure) --------------------------------

@@ -33,6 +33,13 @@ class ItemStore:
     def _key(self, item_id: str) -> dict[str, Any]:
         return {PARTITION_KEY: {"S": self.PREFIX + item_id}}
 
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        """The raw item (consistent read), or None."""
+        answer = self._db.get_item(
+            TableName=self._table, Key=self._key(item_id), ConsistentRead=True
+        )
+        return answer.get("Item")
+
 
 def is_conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -157,8 +157,7 @@ class ReplyWatcher:
 
     def finish(self) -> None:
         self._finished.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(10)
+        self._thread.join(10)
 
     def follow(self, attachment: Attachment | None, *, reset: bool) -> None:
         """Stream to `attachment` if a client attached since the last one seen.

@@ -122,18 +122,8 @@ def on_message(event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send) ->
         logger.append_keys(conversation=log_safe(message.conversation))
         try:
             on_conversation_message(message, event, deps, send)
-        except NotFound:
-            count_error(protocol.NOT_FOUND)
-            send(protocol.error(protocol.NOT_FOUND, NOT_FOUND_MESSAGE))
-        except NotAttached:
-            count_error(protocol.NOT_ATTACHED)
-            send(protocol.error(protocol.NOT_ATTACHED, NOT_ATTACHED_MESSAGE))
-
-
-NOT_FOUND_MESSAGE = "No such conversation: it expired or was forgotten. Start a new one."
-NOT_ATTACHED_MESSAGE = (
-    "This conversation is open on another connection; attach it to continue here."
-)
+        except (NotFound, NotAttached) as refused:
+            refuse(refused, deps.settings, send)
 
 
 def on_conversation_message(
@@ -223,24 +213,28 @@ def dispatch_chat(
                 **reply,
             )
     except (NotFound, NotAttached, RateLimited, Busy) as refused:
-        code, text = _refusal(refused, settings)
-        count_error(code)
-        send(protocol.error(code, text))
+        refuse(refused, settings, send)
         return None
     return _invoke(chat, conversation, reply_id, admitted, event, deps, send)
 
 
-def _refusal(refused: Exception, settings: RouterSettings) -> tuple[str, str]:
+def refuse(
+    refused: NotFound | NotAttached | RateLimited | Busy, settings: RouterSettings, send: Send
+) -> None:
+    """Tell the client why the conversation store refused its message, and count it."""
     if isinstance(refused, NotFound):
-        return protocol.NOT_FOUND, NOT_FOUND_MESSAGE
-    if isinstance(refused, NotAttached):
-        return protocol.NOT_ATTACHED, NOT_ATTACHED_MESSAGE
-    if isinstance(refused, RateLimited):
-        return (
-            protocol.RATE_LIMITED,
-            f"Too many messages: at most {settings.messages_per_minute} chats a minute.",
-        )
-    return protocol.BUSY, "A reply is still running; wait for it or stop it."
+        code = protocol.NOT_FOUND
+        text = "No such conversation: it expired or was forgotten. Start a new one."
+    elif isinstance(refused, NotAttached):
+        code = protocol.NOT_ATTACHED
+        text = "This conversation is open on another connection; attach it to continue here."
+    elif isinstance(refused, RateLimited):
+        code = protocol.RATE_LIMITED
+        text = f"Too many messages: at most {settings.messages_per_minute} chats a minute."
+    else:
+        code, text = protocol.BUSY, "A reply is still running; wait for it or stop it."
+    count_error(code)
+    send(protocol.error(code, text))
 
 
 def _invoke(
