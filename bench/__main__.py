@@ -3,8 +3,9 @@
     python -m bench [--quick] [--tokens N] [--repeats K] [--out DIR]
 
 Every figure is the median of at least K runs (repeats go on, within --budget
-seconds, while the ratio's spread is over 2 %). The engine, the twin and the two senders
-take turns inside each repeat, so drift on a busy machine hits them alike.
+seconds, where the ratio's spread is over 2 %). Engine runs alternate with the twin's and
+the two senders' runs, and each of those is compared with the engine runs on either side
+of it, so drift on a busy machine cancels.
 Targets are printed PASS/FAIL for information; the exit status is 0 unless a
 measurement crashed.
 """
@@ -12,6 +13,7 @@ measurement crashed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -28,7 +30,7 @@ from bench.local_gateway import LocalGateway
 from bench.machine import describe, machine_info
 from bench.profile import flame_graphs, top_costs
 from bench.report import write
-from bench.stats import spread_pct
+from bench.stats import bracketed_ratio, spread_pct
 from bench.targets import check_all
 from bench.tokens import token_counter
 from llambda.engines.llamacpp_engine import LlamaCppEngine
@@ -70,11 +72,11 @@ def streaming(
     spread_goal_pct: float = 2.0,
     budget_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Per repeat and latency: the engine alone, then the twin and both senders in turn
-    after it, each compared with that engine run (so drift on a busy machine cancels).
-    The engine gets `threads` threads everywhere: alone, in the twin's worker, behind the
-    senders. After `repeats`, repeats go on while the delivered ratio's spread at some
-    latency is over `spread_goal_pct`, until `budget_s` has passed."""
+    """Engine runs and arm runs alternate: every run of the twin or a sender sits between
+    two engine runs and is compared with their geometric mean, so drift on a busy machine
+    cancels. The engine gets `threads` threads everywhere: alone, in the twin's worker,
+    behind the senders. After `repeats`, the latencies whose delivered ratio's spread is
+    still over `spread_goal_pct` get more runs of the twin, until `budget_s` has passed."""
     model = str(default_model_path())
     engine = LlamaCppEngine.load(model, n_threads=threads)
     count_tokens = token_counter(model)
@@ -82,6 +84,14 @@ def streaming(
     runs: dict[str, dict[float, list[dict[str, float]]]] = {
         name: {lat: [] for lat in latencies} for name in series
     }
+
+    def engine_between() -> int:
+        engine_runs.append(engine_run(engine, tokens))
+        return len(engine_runs) - 1
+
+    def spread(lat: float) -> float:
+        return spread_pct([run["ratio"] for run in runs[series[0]][lat]])
+
     cloud = start_twin(threads)
     try:
         with LocalGateway() as gateway:
@@ -105,40 +115,40 @@ def streaming(
                     count_tokens=count_tokens,
                 )
             started = time.monotonic()
-            r = 0
-            while r < repeats or (
-                time.monotonic() - started < budget_s
-                and any(
-                    spread_pct([run["ratio"] for run in runs[series[0]][lat]]) > spread_goal_pct
+            before = engine_between()
+            for r in itertools.count(1):
+                # Repeats beyond `repeats` narrow the headline's spread where it is still
+                # wide: the twin only, at those latencies only.
+                wanted = [
+                    lat
                     for lat in latencies
-                )
-            ):
-                r += 1
-                for lat in latencies:
-                    base = engine_run(engine, tokens)
-                    engine_runs.append(base)
-                    common = {
-                        "tokens": tokens,
-                        "latency_ms": lat,
-                        "engine_ttft_ms": base["ttft_ms"],
-                        "count_tokens": count_tokens,
-                    }
-                    # Repeats beyond `repeats` narrow the headline's spread: the twin only.
-                    measured = {
-                        name: runners[name](**common)
-                        for name in (series if r <= repeats else series[:1])
-                    }
-                    for name, figures in measured.items():
-                        figures["ratio"] = figures["tokens_per_s"] / base["tokens_per_s"]
-                        runs[name][lat].append(figures)
-                    _log(
-                        f"{threads} threads, repeat {r}/{repeats}, {lat:g} ms: engine "
-                        f"{base['tokens_per_s']:.1f}, "
-                        + ", ".join(
-                            f"{name} {figures['tokens_per_s']:.1f}"
-                            for name, figures in measured.items()
+                    if r <= repeats
+                    or (time.monotonic() - started < budget_s and spread(lat) > spread_goal_pct)
+                ]
+                if not wanted:
+                    break
+                for lat in wanted:
+                    for name in series if r <= repeats else series[:1]:
+                        figures = runners[name](
+                            tokens=tokens,
+                            latency_ms=lat,
+                            engine_ttft_ms=engine_runs[before]["ttft_ms"],
+                            count_tokens=count_tokens,
                         )
-                        + " tokens/s"
+                        after = engine_between()
+                        figures["engine_runs"] = [before, after]
+                        figures["ratio"] = bracketed_ratio(
+                            figures["tokens_per_s"],
+                            engine_runs[before]["tokens_per_s"],
+                            engine_runs[after]["tokens_per_s"],
+                        )
+                        runs[name][lat].append(figures)
+                        before = after
+                    _log(
+                        f"{threads} threads, repeat {r}, {lat:g} ms: engine "
+                        f"{engine_runs[before]['tokens_per_s']:.1f} tokens/s; {series[0]} "
+                        f"ratio {runs[series[0]][lat][-1]['ratio']:.3f}, "
+                        f"±{spread(lat):.1f} % after {len(runs[series[0]][lat])} runs"
                     )
     finally:
         cloud.stop()
@@ -307,13 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         "--budget",
         type=float,
         help="seconds per streaming arm to add repeats until the ratio's spread is under "
-        "2 %% at every latency (default 600; quick 0)",
+        "2 %% at every latency (default 1800; quick 0)",
     )
     args = parser.parse_args(argv)
     args.tokens = args.tokens or (48 if args.quick else 256)
     args.repeats = args.repeats or (1 if args.quick else 5)
     if args.budget is None:
-        args.budget = 0.0 if args.quick else 600.0
+        args.budget = 0.0 if args.quick else 1800.0
     if args.tokens < 2 or args.repeats < 1:
         parser.error("--tokens must be at least 2 and --repeats at least 1")
     results = run(args)

@@ -111,7 +111,8 @@ def peak_in_window(times: list[float], window: float) -> int:
     return best
 
 
-def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Median of every figure across runs."""
-    keys = runs[0].keys()
+def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median of every figure across runs (a run's other fields, such as which engine runs
+    bracket it, are left out)."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
     return {k: round(median([r[k] for r in runs]), 3) for k in keys}

@@ -118,8 +118,9 @@ def _headline(results: dict[str, Any]) -> list[str]:
     out = [
         "## Headline: delivered ÷ engine at matched threads",
         "",
-        f"CPU: {results['machine']['cpu']}. Arms interleaved in every repeat; ± is the 95 % "
-        "confidence half-width of the mean ratio.",
+        f"CPU: {results['machine']['cpu']}. Engine runs alternate with the twin's; each "
+        "ratio is a twin run over the geometric mean of the engine runs either side of it. "
+        "± is the 95 % confidence half-width of the mean ratio.",
         "",
         "| llama.cpp threads (both arms) | `@connections` latency | engine tokens/s "
         "| delivered tokens/s | ratio | spread | runs |",

@@ -20,6 +20,12 @@ def spread_pct(values: Sequence[float]) -> float:
     return 1.96 * statistics.stdev(values) / math.sqrt(len(values)) / mean * 100
 
 
+def bracketed_ratio(value: float, before: float, after: float) -> float:
+    """`value` over the geometric mean of the baseline runs just before and after it: a
+    baseline drifting steadily across the three runs cancels out of the ratio."""
+    return value / math.sqrt(before * after)
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

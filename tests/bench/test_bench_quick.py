@@ -83,16 +83,22 @@ def test_every_figure_is_present(results):
 
 
 def _check_ratios(streamed: dict, series: tuple[str, ...]) -> None:
-    """Each run's ratio is its delivered tokens/s over the engine run it was paired with
-    (the engine runs once per repeat and latency, in that order); a row reports medians."""
+    """Engine runs and arm runs alternate: each arm run's ratio is its tokens/s over the
+    geometric mean of the engine runs just before and after it, and every engine run but
+    the last is followed by exactly one arm run. A row reports medians."""
     engine_runs = streamed["engine"]["runs"]
+    arm_runs = [run for name in series for row in streamed[name] for run in row["runs"]]
+    brackets = sorted(tuple(run["engine_runs"]) for run in arm_runs)
+    assert brackets == [(i, i + 1) for i in range(len(engine_runs) - 1)]
     latencies = [row["latency_ms"] for row in streamed[series[0]]]
     for name in series:
         for j, row in enumerate(streamed[name]):
             assert row["latency_ms"] == latencies[j]
-            for r, run in enumerate(row["runs"]):
-                base = engine_runs[r * len(latencies) + j]
-                assert run["ratio"] == pytest.approx(run["tokens_per_s"] / base["tokens_per_s"])
+            for run in row["runs"]:
+                before, after = (engine_runs[i]["tokens_per_s"] for i in run["engine_runs"])
+                assert run["ratio"] == pytest.approx(
+                    run["tokens_per_s"] / math.sqrt(before * after)
+                )
             for key in ("ratio", "tokens_per_s", "ttft_ms"):
                 assert row[key] == pytest.approx(
                     round(median(run[key] for run in row["runs"]), 3), abs=1e-3
