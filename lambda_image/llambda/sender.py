@@ -140,10 +140,12 @@ class StreamSender:
         with self._cond:
             tail = self._items[-1] if self._items else None
             if isinstance(tail, _Text):
+                # Joining text already queued changes nothing the sender thread waits on,
+                # so it is not woken: a wake per token takes a core from the engine.
                 tail.parts.append(text)
             else:
                 self._items.append(_Text(text))
-            self._cond.notify()
+                self._cond.notify()
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a control message, posted after everything queued before it."""
