@@ -120,7 +120,7 @@ def _headline(results: dict[str, Any]) -> list[str]:
         "",
         f"CPU: {results['machine']['cpu']}. Engine runs alternate with the twin's; each "
         "ratio is a twin run over the geometric mean of the engine runs either side of it. "
-        "± is the 95 % confidence half-width of the mean ratio.",
+        "± is the 95 % confidence half-width of the mean ratio (Student's t).",
         "",
         "| llama.cpp threads (both arms) | `@connections` latency | engine tokens/s "
         "| delivered tokens/s | ratio | spread | runs |",
