@@ -232,14 +232,20 @@ def wait_until(predicate, timeout: float = 10) -> None:
         time.sleep(0.005)
 
 
-def test_text_waits_out_the_interval_and_joins_one_delta(connections):
+def first_text_sent(connections, coalesce_ms: float):
+    """A sender on a stopped clock that has posted "a", the first text, at once."""
     cid = new_id()
     peer = connections.connect(cid)
     clock = SteppedClock()
-    sender = sender_for(connections, cid, coalesce_ms=50, clock=clock)
+    sender = sender_for(connections, cid, coalesce_ms=coalesce_ms, clock=clock)
     sender.push("a")
-    wait_until(lambda: sender.posts == 1)  # the first text goes at once
+    wait_until(lambda: sender.posts == 1)
     assert sender.posts == 1
+    return peer, clock, sender
+
+
+def test_text_waits_out_the_interval_and_joins_one_delta(connections):
+    peer, clock, sender = first_text_sent(connections, 50)
     reads = clock.reads
     sender.push("b")
     sender.push("c")
@@ -258,12 +264,7 @@ def test_text_waits_out_the_interval_and_joins_one_delta(connections):
 def test_text_joining_a_held_delta_does_not_wake_the_sender(connections):
     # A wake per token would take a core from the engine 100 times a second for nothing:
     # text joining a delta that waits out the interval changes nothing the sender waits on.
-    cid = new_id()
-    peer = connections.connect(cid)
-    clock = SteppedClock()
-    sender = sender_for(connections, cid, coalesce_ms=60_000, clock=clock)
-    sender.push("a")
-    wait_until(lambda: sender.posts == 1)
+    peer, clock, sender = first_text_sent(connections, 60_000)
     reads = clock.reads
     sender.push("b")  # a new delta: the sender is woken, weighs it and waits
     clock.wait_reads(reads + 1)
