@@ -11,6 +11,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.web.page_helpers import connected, send
 from tests.web.scripted_server import CLOSE, ScriptedChatServer
 
 pytestmark = pytest.mark.browser
@@ -60,7 +61,7 @@ def server():
 
 def test_markup_in_a_reply_is_shown_as_text_and_runs_nothing(server, open_page):
     page = open_page(server.http_url)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    connected(page)
     page.locator("#prompt").fill("say something nasty")
     page.keyboard.press("Enter")
     reply = page.locator(".message.reply").last
@@ -76,7 +77,7 @@ def test_markup_in_a_reply_is_shown_as_text_and_runs_nothing(server, open_page):
 
 def test_a_busy_refusal_puts_the_prompt_back_in_the_box(server, open_page):
     page = open_page(server.http_url)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    connected(page)
     page.locator("#prompt").fill("busy please")
     page.locator("#send").click()
     expect(page.locator(".message.error")).to_contain_text("still busy")
@@ -97,7 +98,7 @@ def test_ws_in_the_address_overrides_config_json_and_token_is_passed_on(open_pag
     chosen.start()
     try:
         page = open_page(f"{configured.http_url}?ws={chosen.ws_url}&token=s3cret%2Bkey")
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        connected(page)
         _eventually(lambda: chosen.handshakes == [{"token": "s3cret+key"}])
         assert configured.handshakes == []
     finally:
@@ -107,7 +108,7 @@ def test_ws_in_the_address_overrides_config_json_and_token_is_passed_on(open_pag
 
 def test_config_json_names_the_websocket_by_default(server, open_page):
     page = open_page(server.http_url)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    connected(page)
     assert server.handshakes == [{}]
 
 
@@ -125,9 +126,8 @@ def test_a_cold_start_shows_model_loading_with_ticking_seconds(open_page):
     server.start()
     try:
         page = open_page(server.http_url, paused_clock=True)
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        page.locator("#prompt").fill("hi")
-        page.locator("#prompt").press("Enter")
+        connected(page)
+        send(page, "hi")
         expect(page.locator("#status")).to_have_attribute("data-state", "loading")
         expect(page.locator("#status-text")).to_have_text("Model loading (cold start)…")
         clock = page.locator("#status-clock")
@@ -163,9 +163,8 @@ def _drop_mid_reply(open_page):
     server = ScriptedChatServer(script)
     server.start()
     page = open_page(server.http_url)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-    page.locator("#prompt").fill("hi")
-    page.locator("#prompt").press("Enter")
+    connected(page)
+    send(page, "hi")
     reply = page.locator(".message.reply")
     expect(reply).to_contain_text("The first half")
     server.refusing = True
@@ -212,7 +211,7 @@ def test_a_reply_the_server_cut_while_the_page_was_away_says_so(open_page):
 
 def test_keyboard_alone_reaches_every_control_in_order(server, open_page):
     page = open_page(server.http_url)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    connected(page)
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("Connected")
     # The box has focus from the start; backwards from it: New chat, Settings, Chats, the
@@ -251,7 +250,7 @@ def test_a_phone_gets_one_column_without_sideways_scrolling(server, open_page):
     page = open_page(
         server.http_url, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
     )
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    connected(page)
     page.locator("#prompt").fill("x" * 300)
     page.locator("#send").tap()  # on a touch screen Enter is a new line
     expect(page.locator(".message.reply")).to_have_attribute("data-reason", "end")
@@ -289,9 +288,8 @@ def test_api_gateways_own_error_frame_is_shown_and_the_prompt_kept(open_page):
     server.start()
     try:
         page = open_page(server.http_url)
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        page.locator("#prompt").fill("hello there")
-        page.locator("#prompt").press("Enter")
+        connected(page)
+        send(page, "hello there")
         error = page.locator(".message.error")
         expect(error).to_contain_text("could not handle that request")
         expect(error.locator(".error-detail")).to_have_text("Internal server error")
@@ -376,15 +374,13 @@ def test_a_prompt_right_after_new_chat_goes_at_once_in_a_new_conversation(open_p
     server.start()
     try:
         page = open_page(server.http_url)
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        page.locator("#prompt").fill(LONG)
-        page.locator("#prompt").press("Enter")
+        connected(page)
+        send(page, LONG)
         expect(page.locator(".message.reply")).to_contain_text("Once upon a time")
         [old] = server.conversations
         page.locator("#new-chat").click()
         expect(page.locator("#messages > *")).to_have_count(0)
-        page.locator("#prompt").fill("Name one colour.")
-        page.locator("#prompt").press("Enter")
+        send(page, "Name one colour.")
         # The old reply goes on in its own conversation; its text is not shown here.
         server.push({"type": "delta", "text": " there was a dragon", "seq": 1, "conversation": old})
         reply = page.locator(".message.reply")
