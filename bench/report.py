@@ -9,6 +9,7 @@ from typing import Any
 
 from bench import waterfall
 from bench.machine import describe
+from bench.targets import SPREAD_GOAL_PCT
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -155,7 +156,7 @@ def markdown(results: dict[str, Any]) -> str:
         "run (other work on the machine slows every figure).",
         "",
         f"Every figure is the median of at least {s['repeats']} runs (more where the ratio's "
-        "spread was still over 2 %). Workload: SmolLM2-135M-Instruct "
+        f"spread was still over {SPREAD_GOAL_PCT:g} %). Workload: SmolLM2-135M-Instruct "
         f"(Q4_1 GGUF) on llama.cpp with {s['llama_threads']} threads, {s['tokens']} tokens, "
         "greedy, one prompt (numbered per run, so no run reuses the last one's prompt cache). "
         "Delivered figures are timed by a WebSocket client of the "
