@@ -19,6 +19,13 @@ const md = markdownit("default", { html: false, linkify: true, typographer: fals
 // wants less still: a link in a reply leads to the web or to an e-mail, or it is text.
 md.validateLink = (url) => SAFE_LINK.test(url.trim());
 
+/** The parser the page renders with: tests compare this page's tree with its `render()`. */
+export const markdownIt = md;
+
+// A reply's headings sit under the page's own <h1> (its name): `#` is an <h2>, and so on,
+// `#####` and `######` both <h6>, the last level HTML has.
+const HEADING_SHIFT = 1;
+
 // Elements a token may become, by markdown-it's tag; anything else renders as its text.
 const BLOCK_TAGS = new Set(["p", "ul", "ol", "li", "blockquote", "hr"]);
 const TABLE_TAGS = new Set(["table", "thead", "tbody", "tr", "th", "td"]);
@@ -85,7 +92,10 @@ function renderTokens(root, tokens) {
     } else if (token.type === "inline") {
       renderInline(parent, token.children ?? []);
     } else if (token.type === "fence" || token.type === "code_block") {
-      parent.append(renderCode(token.info.trim().split(/\s+/)[0] ?? "", token.content));
+      // The language is the info string's first word, escapes and entities undone, as
+      // markdown-it's own fence rule reads it.
+      const language = md.utils.unescapeAll(token.info).trim().split(/\s+/)[0] ?? "";
+      parent.append(renderCode(language, token.content));
     } else if (token.type === "hr") {
       parent.append(element("hr"));
     } else if (token.content) {
@@ -95,7 +105,10 @@ function renderTokens(root, tokens) {
 }
 
 function blockElement(token) {
-  if (token.type === "heading_open") return element("p", `md-heading md-${token.tag}`);
+  if (token.type === "heading_open") {
+    const level = Math.min(Number(token.tag.slice(1)) + HEADING_SHIFT, 6);
+    return element(`h${level}`, "md-heading");
+  }
   if (token.type === "table_open") return element("table", "md-table");
   if (TABLE_TAGS.has(token.tag)) {
     const cell = element(token.tag);
@@ -106,8 +119,9 @@ function blockElement(token) {
   if (!BLOCK_TAGS.has(token.tag)) return element("div");
   const node = element(token.tag);
   if (token.tag === "ul" || token.tag === "ol") node.className = "md-list";
-  const start = Number(token.attrGet("start"));
-  if (token.tag === "ol" && Number.isInteger(start)) node.start = start;
+  // markdown-it names `start` only when it is not 1; without it, a list starts at 1.
+  const start = token.attrGet("start");
+  if (token.tag === "ol" && start !== null) node.start = Number(start);
   return node;
 }
 
@@ -130,15 +144,17 @@ function renderInline(root, tokens) {
         parent.append(element("br"));
         break;
       case "link_open": {
-        const link = safeLink(token.attrGet("href"));
+        const link = safeLink(token.attrGet("href"), token.attrGet("title"));
         parent.append(link);
         stack.push(link);
         break;
       }
       case "image": {
         // The page loads no picture a reply names: its description, as a link to it.
-        const link = safeLink(token.attrGet("src"));
-        link.textContent = token.content || token.attrGet("src") || "image";
+        // Its words as markdown-it writes them into `alt`; with none, its address (a link
+        // needs words to be a link a screen reader can name).
+        const link = safeLink(token.attrGet("src"), token.attrGet("title"));
+        link.textContent = altText(token.children ?? []) || token.attrGet("src") || "image";
         parent.append(link);
         break;
       }
@@ -156,11 +172,23 @@ function renderInline(root, tokens) {
   }
 }
 
+/** An image's description as plain text: what markdown-it's renderInlineAsText gives. */
+function altText(tokens) {
+  let text = "";
+  for (const token of tokens) {
+    if (token.type === "text" || token.type === "html_inline") text += token.content;
+    else if (token.type === "image") text += altText(token.children ?? []);
+    else if (token.type === "softbreak" || token.type === "hardbreak") text += "\n";
+  }
+  return text;
+}
+
 /** A link that opens apart from the page, or, for any other address, a plain span. */
-function safeLink(href) {
+function safeLink(href, title) {
   if (!href || !SAFE_LINK.test(href)) return element("span");
   const link = element("a");
   link.href = href;
+  if (title) link.title = title;
   link.target = "_blank";
   link.rel = "noopener noreferrer nofollow";
   return link;
