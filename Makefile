@@ -136,7 +136,12 @@ dev: twin-synth ## run the Dev stage locally (the chat): open the printed addres
 chat: $(VENV_STAMP) ## chat in this terminal (make dev's twin; URL=wss://… for a stage)
 	$(PY) -m terminal_client $(or $(URL),ws://127.0.0.1:$(PORT)/dev) $(ARGS)
 
+# The page's DOM-free modules under node's own test runner. web_client/ has no package.json
+# of its own (it is served as it is): node is told its .js files are ES modules.
+NODE_TEST := node --experimental-detect-module --disable-warning=MODULE_TYPELESS_PACKAGE_JSON --test
+
 test: twin-synth browser lint ## every test (what CI runs)
+	$(NODE_TEST) tests/web/node/*.test.mjs
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m pytest
 
 # Mutation testing (docs/testing.md): mutmut comes from its own dependency group, so

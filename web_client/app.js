@@ -17,7 +17,9 @@ import { Connection } from "./connection.js";
 import { ConversationList, titleOf } from "./conversation_list.js";
 import { ConversationView } from "./conversation_view.js";
 import { actionButton } from "./dom.js";
+import { MAX_FRAME_BYTES } from "./contract.js";
 import { friendlyError, REFUSED_CHAT_CODES } from "./errors.js";
+import { PartJoiner } from "./message_parts.js";
 import { PromptView } from "./prompt_view.js";
 import { ReplyView } from "./reply_view.js";
 import { Settings } from "./settings.js";
@@ -25,9 +27,6 @@ import { StatusLine } from "./status.js";
 import { saveConversation, savedConversation, savedProgress, saveProgress } from "./tab_memory.js";
 import { download, fileName, toJson, toMarkdown } from "./transcript_export.js";
 
-// API Gateway closes the connection on a frame over 128 KB; refuse such a prompt here
-// instead, so the connection and the text survive.
-const MAX_FRAME_BYTES = 127 * 1024;
 // If a stopped or reset reply never confirms its end, stop waiting for it after this.
 const SETTLE_TIMEOUT_MS = 5000;
 // The server frees the conversation just after a reply's `done`, and a reply that outlived
@@ -61,9 +60,15 @@ const WORDS = {
     "Regenerated in a fresh context: the model no longer remembers the messages above.",
   editedFresh: "Sent again in a fresh context: the model no longer remembers the messages above.",
   backInTheBox: "Your message is back in the box.",
-  tooLongFrame:
-    "That message is too long to send (the limit is 128 KB). Shorten it and send it again.",
 };
+
+// API Gateway takes a WebSocket frame of at most MAX_FRAME_BYTES (32 KB) and closes the
+// connection on a larger one; the page sends each message as one frame, so it refuses
+// such a prompt itself, and the connection and the text survive.
+const KB = 1024;
+function tooLongFrame(bytes) {
+  return `That message is too long to send: ${Math.ceil(bytes / KB)} KB, and the limit is ${MAX_FRAME_BYTES / KB} KB (its text as UTF-8 in the frame sent). Shorten it and send it again; it is still in the box.`;
+}
 
 const byId = (id) => document.getElementById(id);
 const state = new ChatState();
@@ -108,6 +113,7 @@ const settings = new Settings({
 });
 let connection = null;
 let modelName = "";
+const parts = new PartJoiner(); // a message too large for one frame comes in parts
 const pendingForgets = new Set(); // `forget`s for the next open connection
 
 function handleMessage(message) {
@@ -173,6 +179,11 @@ function handleMessage(message) {
     case "reset":
       resetAnswered();
       break;
+    case "part": {
+      const whole = parts.add(message);
+      if (whole) handleMessage(whole);
+      break;
+    }
     default:
       if (message.type === undefined && typeof message.message === "string") {
         // API Gateway's own answer when a route fails or the stage throttles.
@@ -486,9 +497,11 @@ function submitPrompt(text) {
   }
   if (state.turn || composer.overLimit) return;
   const options = settings.options();
-  const frame = JSON.stringify({ action: "chat", prompt: text, options });
-  if (new Blob([frame]).size > MAX_FRAME_BYTES) {
-    view.addError(WORDS.tooLongFrame, "");
+  // The frame as flush() sends it, so the limit is checked on what really goes.
+  const frame = { action: "chat", prompt: text, conversation: state.conversation ?? undefined, options };
+  const bytes = new TextEncoder().encode(JSON.stringify(frame)).length;
+  if (bytes > MAX_FRAME_BYTES) {
+    view.addError(tooLongFrame(bytes), "");
     return;
   }
   const editing = state.editing;
@@ -810,6 +823,7 @@ function withdrawTurnActions() {
 
 function onOpen(reconnected) {
   byId("reconnect").hidden = true;
+  parts.clear(); // a part set begun on the old connection never completes
   forgetServerState();
   if (state.dropNotice) {
     // Nothing is lost by a drop: the conversation is attached again below.

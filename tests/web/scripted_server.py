@@ -13,7 +13,8 @@ answered from what it holds; a reply's messages carry its conversation and go to
 connection it is attached to (a reply whose connection dropped keeps its deltas, and an
 `attach` with `seq` replays those after it); an `attach` from another connection sends
 `detached` to the one it leaves. The script decides only what a chat, `stop`, `reset` and
-`ping` get back.
+`ping` get back. Like the real server, it sends a message larger than one API Gateway frame
+as `part` messages (llambda.contract.split_message).
 
 `config.json` is web_client/config.json's (the stage's caps as the file beside the page
 has them) with this server's WebSocket URL, and any `config` given on top.
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from llambda.contract import split_message
 from offline.serving import Server
 
 # The page under test; WEB_CLIENT_UNDER_TEST=<dir> serves another copy of it (an older
@@ -78,6 +80,7 @@ class ScriptedChatServer:
         # While true, WebSocket handshakes are refused (503), as from a server that is down.
         self.refusing = False
         self.received: list[dict] = []
+        self.split: list[str] = []  # the type of each message it sent in parts
         self.handshakes: list[dict[str, str]] = []  # the query of each WebSocket handshake
         self.conversations: dict[str, Conversation] = {}
         self._latest: Conversation | None = None  # whose reply `push` continues
@@ -250,10 +253,14 @@ class ScriptedChatServer:
         ]
         conversation.running, conversation.deltas = None, []
 
-    @staticmethod
-    async def _send(socket: web.WebSocketResponse, message: dict) -> None:
-        if not socket.closed:
-            await socket.send_str(json.dumps(message))
+    async def _send(self, socket: web.WebSocketResponse, message: dict) -> None:
+        if socket.closed:
+            return
+        frames = split_message(json.dumps(message))
+        if len(frames) > 1:
+            self.split.append(message["type"])
+        for frame in frames:
+            await socket.send_str(frame)
 
 
 def done(reason: str = "end", *, completion_tokens: int = 9, **timing: float | None) -> dict:

@@ -100,7 +100,8 @@ async (examples) => {
     }
     for (const heading of root.querySelectorAll("h1, h2, h3, h4, h5, h6")) {
       used.add("heading-levels");
-      const shifted = root.ownerDocument.createElement(`h${Math.min(Number(heading.tagName[1]) + 1, 6)}`);
+      const level = Math.min(Number(heading.tagName[1]) + 1, 6);
+      const shifted = root.ownerDocument.createElement(`h${level}`);
       shifted.append(...heading.childNodes);
       heading.replaceWith(shifted);
     }
@@ -136,7 +137,9 @@ async (examples) => {
 
   function serialise(node) {
     if (node.nodeType === Node.TEXT_NODE) return JSON.stringify(node.data);
-    const attributes = [...node.attributes].map((a) => `${a.name}=${JSON.stringify(a.value)}`).sort();
+    const attributes = [...node.attributes]
+      .map((a) => `${a.name}=${JSON.stringify(a.value)}`)
+      .sort();
     const children = [];
     for (const child of node.childNodes) {
       if (child.nodeType === Node.ELEMENT_NODE) {
