@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llambda.contract import IMAGE_MODEL_DIR, METRICS_NAMESPACE
+
 Engine = Literal["picollm", "llamacpp"]
 
 
@@ -18,8 +20,13 @@ class ConfigError(ValueError):
     """A setting that cannot deploy; the message names the key and the rule."""
 
 
-# Where the Dockerfile puts the model inside the image (see lambda_image/Dockerfile).
-IMAGE_MODEL_DIR = "/opt/models"
+# Where `make dev`, or a page served from web_client/ against a deployed stage
+# (hosting=false), runs: Dev allows them by default, and a stage without a hosted page
+# allows them as its page's origins.
+LOCAL_PAGE_PORT = 8787
+LOCAL_PAGE_ORIGINS = (f"http://localhost:{LOCAL_PAGE_PORT}", f"http://127.0.0.1:{LOCAL_PAGE_PORT}")
+# Fields that are not settings: the stage's own name, and the name it is deployed as.
+NOT_SETTINGS = ("stage_name", "deployment")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +34,10 @@ class StageConfig:
     """Everything that differs between stages or that a user may change per deploy."""
 
     stage_name: str
+    # The name the stage is deployed as when it is not `stage_name` (the pipeline's
+    # `Pipeline-Dev`): the runtime's metrics carry it as their `stage`, so two copies of
+    # Dev in one account never add up in one graph or alarm. Set by LlambdaStage.
+    deployment: str | None = None
 
     # Inference function (container image)
     engine: Engine = "picollm"
@@ -74,6 +85,11 @@ class StageConfig:
     # API Gateway closes a WebSocket after 2 hours; the record lives a little longer
     connection_ttl_seconds: int = 2 * 3600 + 600
 
+    # The chat page on CloudFront. A new account may not create CloudFront resources until
+    # AWS verifies it; hosting=false deploys without the page, which then runs from
+    # web_client/ on this machine against the stage's WebSocket (docs/deploy.md).
+    hosting: bool = True
+
     # Access
     require_token: bool = False
     allowed_origins: tuple[str, ...] = ()
@@ -99,6 +115,16 @@ class StageConfig:
         return f"{IMAGE_MODEL_DIR}/{self.model_file}"
 
     @property
+    def metrics_stage(self) -> str:
+        """The `stage` dimension of the runtime's metrics (and so of its alarms)."""
+        return self.deployment or self.stage_name
+
+    @property
+    def page_origins(self) -> tuple[str, ...]:
+        """Where this stage's page runs when it is not hosted: the local origins."""
+        return () if self.hosting else LOCAL_PAGE_ORIGINS
+
+    @property
     def is_prod(self) -> bool:
         return self.stage_name == "Prod"
 
@@ -107,9 +133,9 @@ class StageConfig:
     # lambda_image/llambda/settings.py reads exactly these (tests/runtime/test_settings.py).
     def common_environment(self, *, service: str) -> dict[str, str]:
         return {
-            "STAGE_NAME": self.stage_name,
+            "STAGE_NAME": self.metrics_stage,
             "POWERTOOLS_SERVICE_NAME": service,
-            "POWERTOOLS_METRICS_NAMESPACE": "Llambda",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
 
@@ -177,7 +203,7 @@ class StageConfig:
         changes: dict[str, Any] = {}
         for key, raw in overrides.items():
             name = _snake(key)
-            if name not in fields or name == "stage_name":
+            if name not in fields or name in NOT_SETTINGS:
                 known = ", ".join(sorted(context_keys()))
                 raise ConfigError(f"unknown config key {key!r}; known keys: {known}")
             changes[name] = _coerce(name, getattr(self, name), raw)
@@ -260,7 +286,7 @@ DEV = StageConfig(
     throttle_rate_limit=10.0,
     throttle_burst_limit=20,
     require_token=False,
-    allowed_origins=("http://localhost:8787", "http://127.0.0.1:8787"),
+    allowed_origins=LOCAL_PAGE_ORIGINS,
     retain_data=False,
     point_in_time_recovery=False,
     log_retention_days=14,
@@ -285,7 +311,7 @@ STAGES: dict[str, StageConfig] = {c.stage_name: c for c in (DEV, PROD)}
 
 def context_keys() -> list[str]:
     """The camelCase keys `cdk -c` accepts, one per overridable field."""
-    return [_camel(f.name) for f in dataclasses.fields(StageConfig) if f.name != "stage_name"]
+    return [_camel(f.name) for f in dataclasses.fields(StageConfig) if f.name not in NOT_SETTINGS]
 
 
 def _snake(key: str) -> str:

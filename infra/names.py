@@ -12,6 +12,8 @@ PIPELINE = "Pipeline"
 # Outputs of the stateless stack.
 WEBSOCKET_URL_OUTPUT = "WebSocketUrl"
 WEB_CLIENT_URL_OUTPUT = "WebClientUrl"
+# Instead of WebClientUrl with hosting=false: the locally served page's address.
+LOCAL_PAGE_OUTPUT = "LocalPageUrl"
 ACCESS_KEY_OUTPUT = "AccessKeySecretArn"
 TOKEN_OUTPUT = "TokenSecretArn"
 

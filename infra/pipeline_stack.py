@@ -27,7 +27,12 @@ SYNTH_COMMANDS = ["make synth"]
 # Dev has no provisioned concurrency: the first reply pays for pulling a multi-GB image and
 # loading the model, well past the smoke test's default two minutes.
 SMOKE_TIMEOUT_SECONDS = 600
-SMOKE_COMMAND = f'python -m offline.smoke "$WEBSOCKET_URL" --timeout {SMOKE_TIMEOUT_SECONDS}'
+# The terminal client reads the protocol's contract from the runtime package's folder.
+SMOKE_PYTHONPATH = "lambda_image"
+SMOKE_COMMAND = (
+    f"PYTHONPATH={SMOKE_PYTHONPATH} python -m offline.smoke "
+    f'"$WEBSOCKET_URL" --timeout {SMOKE_TIMEOUT_SECONDS}'
+)
 # What a failed smoke test most often means on a first run, with the exact fix.
 SMOKE_HINT = (
     "echo 'If the error names the picoLLM AccessKey: the Dev stage AccessKey secret still "

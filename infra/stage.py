@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import aws_cdk as cdk
@@ -20,12 +21,15 @@ class LlambdaStage(cdk.Stage):
         self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        if self.stage_name != config.stage_name:
+            # The pipeline's copy (`Pipeline-Dev`): its metrics must not mix with `Dev`'s.
+            config = dataclasses.replace(config, deployment=self.stage_name)
         self.config = config
         self.stateful = StatefulStack(
             self,
             STATEFUL,
             config=config,
-            description=f"llambda {config.stage_name}: connection table",
+            description=f"llambda {config.stage_name}: conversation table",
         )
         self.stateless = StatelessStack(
             self,

@@ -9,21 +9,23 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.connection_table import ConnectionTable
+from infra.constructs.conversation_table import ConversationTable
 
-# Pinned so that moving the construct in the tree can never replace (and empty) the table.
-CONNECTION_TABLE_LOGICAL_ID = "ConnectionTable"
+# Pinned so that moving or renaming the construct can never replace (and empty) the table:
+# it keeps the name it had when it held only connections, as does the construct's id.
+TABLE_LOGICAL_ID = "ConnectionTable"
+TABLE_CONSTRUCT_ID = "ConnectionTable"
 
 
 class StatefulStack(cdk.Stack):
-    """The connection table."""
+    """The conversation table."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        connection_table = ConnectionTable(self, "ConnectionTable", config=config)
-        cfn_table = connection_table.table.node.default_child
+        conversations = ConversationTable(self, TABLE_CONSTRUCT_ID, config=config)
+        cfn_table = conversations.table.node.default_child
         assert isinstance(cfn_table, dynamodb.CfnTable)
-        cfn_table.override_logical_id(CONNECTION_TABLE_LOGICAL_ID)
-        self.table: dynamodb.ITable = connection_table.table
+        cfn_table.override_logical_id(TABLE_LOGICAL_ID)
+        self.table: dynamodb.ITable = conversations.table

@@ -9,7 +9,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from infra.config import StageConfig
+from infra.config import LOCAL_PAGE_ORIGINS, LOCAL_PAGE_PORT, StageConfig
 from infra.constructs.authorizer import TokenAuthorizer
 from infra.constructs.dispatch_failure_function import DispatchFailureFunction
 from infra.constructs.inference_function import InferenceFunction
@@ -20,10 +20,22 @@ from infra.constructs.websocket_api import WebSocketApi
 from infra.nag import ACCOUNT, PARTITION, REGION, WildcardRule, acknowledge_wildcards
 from infra.names import (
     ACCESS_KEY_OUTPUT,
+    LOCAL_PAGE_OUTPUT,
     TOKEN_OUTPUT,
     WEB_CLIENT_URL_OUTPUT,
     WEBSOCKET_URL_OUTPUT,
 )
+
+# How the page runs without hosting: web_client/ served on this machine, at an origin the
+# router allows (LOCAL_PAGE_ORIGINS), told the stage's WebSocket by `?ws=` (config.js).
+LOCAL_PAGE_COMMAND = (
+    f"python3 -m http.server {LOCAL_PAGE_PORT} --bind 127.0.0.1 --directory web_client"
+)
+
+
+def local_page_url(websocket_url: str) -> str:
+    """The locally served page's address, connecting to `websocket_url`."""
+    return f"{LOCAL_PAGE_ORIGINS[1]}/?ws={websocket_url}"
 
 
 class StatelessStack(cdk.Stack):
@@ -39,10 +51,15 @@ class StatelessStack(cdk.Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.web_client = WebClientHosting(self, "WebClient", config=config)
-        # The hosted page may always connect; the config adds e.g. localhost in Dev.
+        self.web_client = (
+            WebClientHosting(self, "WebClient", config=config) if config.hosting else None
+        )
+        # The stage's page may always connect: the hosted one, or without hosting the one
+        # served from web_client/ on this machine. The config adds e.g. localhost in Dev.
+        page_origins = (self.web_client.url,) if self.web_client else config.page_origins
         router_config = dataclasses.replace(
-            config, allowed_origins=(*config.allowed_origins, self.web_client.url)
+            config,
+            allowed_origins=tuple(dict.fromkeys((*config.allowed_origins, *page_origins))),
         )
         self.dispatch_failure = DispatchFailureFunction(
             self, "DispatchFailure", config=config, table=table
@@ -74,7 +91,8 @@ class StatelessStack(cdk.Stack):
             self.dispatch_failure.function,
         ):
             self.websocket.grant_manage_connections(function)
-        self.web_client.deploy_site(websocket_url=self.websocket.url)
+        if self.web_client:
+            self.web_client.deploy_site(websocket_url=self.websocket.url)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -94,9 +112,23 @@ class StatelessStack(cdk.Stack):
             value=self.websocket.url,
             description="Connect here (wss://)",
         )
-        self.web_client_url = cdk.CfnOutput(
-            self, WEB_CLIENT_URL_OUTPUT, value=self.web_client.url, description="The chat page"
-        )
+        if self.web_client:
+            self.web_client_url = cdk.CfnOutput(
+                self,
+                WEB_CLIENT_URL_OUTPUT,
+                value=self.web_client.url,
+                description="The chat page",
+            )
+        else:
+            self.web_client_url = cdk.CfnOutput(
+                self,
+                LOCAL_PAGE_OUTPUT,
+                value=local_page_url(self.websocket.url),
+                description=(
+                    f"hosting=false: serve the page with `{LOCAL_PAGE_COMMAND}`, then open "
+                    "this address (add &token=<token> where a token is required)"
+                ),
+            )
         self.access_key_secret_arn = cdk.CfnOutput(
             self,
             ACCESS_KEY_OUTPUT,
@@ -117,10 +149,15 @@ class StatelessStack(cdk.Stack):
         acknowledge_wildcards(self, STATELESS_WILDCARDS)
         # CDK's BucketDeployment brings its own singleton function and role.
         deployment = next(
-            child
-            for child in self.node.children
-            if child.node.id.startswith("Custom::CDKBucketDeployment")
+            (
+                child
+                for child in self.node.children
+                if child.node.id.startswith("Custom::CDKBucketDeployment")
+            ),
+            None,
         )
+        if deployment is None:  # hosting=false: no page to deploy
+            return
         cdk.Validations.of(deployment).acknowledge(
             cdk.Acknowledgment(
                 id=(

@@ -8,6 +8,7 @@ that fixes it.
 from __future__ import annotations
 
 import os
+import platform
 import stat
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
@@ -42,10 +43,22 @@ BOOTSTRAP_STACK = "CDKToolkit"
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 # Lambda's limit on a container image's uncompressed size; the model is most of it.
 MAX_IMAGE_BYTES = 10 * 1024**3
+# What the image holds besides the model: the Lambda Python base image, the engines and
+# their native libraries (about 1 GB), so the model itself must stay this far under 10 GB.
+IMAGE_WITHOUT_MODEL_BYTES = 1024**3
+# What CloudFront answers an account AWS has not verified yet (the stateless stack then
+# rolls back as a whole).
+CLOUDFRONT_UNVERIFIED = "Your account must be verified before you can add new CloudFront resources"
+# Build hosts that build the linux/amd64 image under emulation (picoLLM has no Linux arm64
+# build for Lambda, so the image is amd64 whatever the host).
+ARM_MACHINES = ("arm64", "aarch64")
 # What the runtime, the engine and a reply's context take beyond the model's own size.
 RUNTIME_HEADROOM_MB = 1024
 SUPPORT_CASE_URL = (
     "https://console.aws.amazon.com/support/home#/case/create?issueType=service-limit-increase"
+)
+ACCOUNT_CASE_URL = (
+    "https://console.aws.amazon.com/support/home#/case/create?issueType=customer-service"
 )
 CONNECTIONS_URL = "https://console.aws.amazon.com/codesuite/settings/connections"
 READ_ONLY_PREFIXES = ("Get", "Describe", "List", "Head")
@@ -305,12 +318,14 @@ def check_models(plan: Plan) -> list[Finding]:
             continue
         info = path.stat()
         size_mb = info.st_size / 1024**2
-        if info.st_size >= MAX_IMAGE_BYTES:
+        if info.st_size + IMAGE_WITHOUT_MODEL_BYTES >= MAX_IMAGE_BYTES:
             findings.append(
                 Finding(
                     "fail",
                     "model",
-                    f"{stage}: {shown} is {size_mb / 1024:.1f} GB; a Lambda image is at most 10 GB",
+                    f"{stage}: {shown} is {size_mb / 1024:.1f} GB, and the image adds about "
+                    f"{IMAGE_WITHOUT_MODEL_BYTES / 1024**3:.0f} GB to it; a Lambda image is at "
+                    "most 10 GB",
                     "choose a smaller (more compressed) model",
                 )
             )
@@ -332,8 +347,9 @@ def check_models(plan: Plan) -> list[Finding]:
     return findings
 
 
-def check_docker(run: Runner) -> list[Finding]:
-    """CDK builds the image with Docker at deploy time; COPY --chmod needs BuildKit."""
+def check_docker(run: Runner, machine: str | None = None) -> list[Finding]:
+    """CDK builds the image with Docker at deploy time; COPY --chmod needs BuildKit; an
+    arm64 host (`machine`, this one's by default) builds the amd64 image under emulation."""
     try:
         code, output = run(["docker", "info", "--format", "{{.ServerVersion}}"])
     except FileNotFoundError:
@@ -365,7 +381,53 @@ def check_docker(run: Runner) -> list[Finding]:
                 "use Docker 23 or later, or install the buildx plugin",
             )
         )
+    machine = machine or platform.machine()
+    if machine.lower() in ARM_MACHINES:
+        findings.append(
+            Finding(
+                "warn",
+                "docker",
+                f"this machine is {machine}: the inference image is linux/amd64 (picoLLM has "
+                "no Linux arm64 build for Lambda), so Docker builds it under emulation, "
+                "which is slow (llama.cpp compiles under QEMU) and needs QEMU/binfmt "
+                "(Docker Desktop has it; on Linux: docker run --privileged --rm "
+                "tonistiigi/binfmt --install amd64)",
+                "deploy from an x86-64 machine, or let the pipeline build the image "
+                "(docs/deploy.md)",
+            )
+        )
     return findings
+
+
+# CloudFront on a new account ----------------------------------------------------------
+
+
+def check_cloudfront(clients: Clients, plan: Plan) -> list[Finding]:
+    """A new account may not create a distribution until AWS verifies it; no API says
+    whether it is, so look for a distribution that already exists."""
+    hosted = [stage for stage, config in plan.configs.items() if config.hosting]
+    if not hosted:
+        return [Finding("ok", "cloudfront", "hosting=false: the stages create no CloudFront")]
+    listed = clients("cloudfront").list_distributions(MaxItems="1")["DistributionList"]
+    if listed.get("Quantity", 0) > 0:
+        return [
+            Finding(
+                "ok", "cloudfront", "the account has a CloudFront distribution, so it is verified"
+            )
+        ]
+    return [
+        Finding(
+            "warn",
+            "cloudfront",
+            f"cannot confirm CloudFront for {', '.join(hosted)}: a new account may get "
+            f'"{CLOUDFRONT_UNVERIFIED}", and the whole stateless stack rolls back; the '
+            "account has no distribution yet to prove otherwise",
+            "ask AWS Support (an 'Account and billing' case) to verify the account for "
+            f"CloudFront at {ACCOUNT_CASE_URL}, or deploy without the hosted page: "
+            "-c hosting=false, and serve it from web_client/ (docs/deploy.md, "
+            "'Without CloudFront')",
+        )
+    ]
 
 
 # The stages once deployed ------------------------------------------------------------
@@ -506,6 +568,7 @@ def run_checks(*, clients: Clients, region: str | None, plan: Plan, run: Runner)
         ("concurrency", lambda: check_concurrency(clients, plan, region)),
         ("memory", lambda: check_memory(clients, plan, region)),
         ("api-gateway-logs", lambda: check_api_gateway_logging(clients, account)),
+        ("cloudfront", lambda: check_cloudfront(clients, plan)),
     ]
     remote: list[Finding] = []
     for name, check in checks:

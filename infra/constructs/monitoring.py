@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -13,15 +14,34 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
+from llambda import contract
 
 # What the runtime emits (Powertools EMF; `service` is Powertools' default dimension).
-METRICS_NAMESPACE = "Llambda"
 INFERENCE_SERVICE = "inference"
 ROUTER_SERVICE = "router"
-# The runtime's protocol.ACTIVATION_LIMIT: infra does not import the runtime, so
-# tests/infra/test_cdk_monitoring.py checks the two agree.
-ACTIVATION_LIMIT = "activation_limit"
+# The `code` of the router's Errors metric for a $connect refused by the Origin allow-list
+# (lambda_image/llambda/handlers/router.py; tests/infra/test_cdk_monitoring.py checks it).
+FORBIDDEN_ORIGIN_CODE = "forbidden_origin"
 FIVE_MINUTES = cdk.Duration.minutes(5)
+
+
+def alarms_may_publish(topic: sns.ITopic) -> iam.PolicyStatement:
+    """`sns:Publish` for CloudWatch alarms of this account and region, and nothing else."""
+    return iam.PolicyStatement(
+        sid="CloudWatchAlarmsPublish",
+        principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions=["sns:Publish"],
+        resources=[topic.topic_arn],
+        conditions={
+            "ArnLike": {
+                "aws:SourceArn": (
+                    f"arn:{cdk.Aws.PARTITION}:cloudwatch:{cdk.Aws.REGION}:"
+                    f"{cdk.Aws.ACCOUNT_ID}:alarm:*"
+                )
+            },
+            "StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID},
+        },
+    )
 
 
 class Monitoring(Construct):
@@ -54,6 +74,10 @@ class Monitoring(Construct):
                 ),
             )
         )
+        # The topic policy that enforce_ssl creates replaces SNS's default one, and denies
+        # only: CloudWatch could not publish at all. Allow it, for this account's alarms in
+        # this region only (the confused-deputy conditions of SNS's topic policy examples).
+        self.topic.add_to_resource_policy(alarms_may_publish(self.topic))
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
@@ -101,9 +125,29 @@ class Monitoring(Construct):
                 "Undeliverable dispatch failures are waiting in the dead-letter queue.",
             ),
             "ApiIntegrationErrors": (
-                api_metric("IntegrationError"),
+                cloudwatch.MathExpression(
+                    # A $connect from a page on another origin is refused by the router with
+                    # 403, which API Gateway counts as an integration error: a refusal
+                    # working as meant, which the router counts itself, so it is taken out.
+                    expression="MAX([0, integration - FILL(refused, 0)])",
+                    using_metrics={
+                        "integration": api_metric("IntegrationError"),
+                        "refused": cloudwatch.Metric(
+                            namespace=contract.METRICS_NAMESPACE,
+                            metric_name=contract.METRIC_ERRORS,
+                            dimensions_map={
+                                "code": FORBIDDEN_ORIGIN_CODE,
+                                "service": ROUTER_SERVICE,
+                                "stage": config.metrics_stage,
+                            },
+                            **sum5,
+                        ),
+                    },
+                    label="Integration errors, less refused origins",
+                    period=FIVE_MINUTES,
+                ),
                 5,
-                "WebSocket integrations returned errors.",
+                "WebSocket integrations returned errors (other than refused origins).",
             ),
             "ApiExecutionErrors": (
                 api_metric("ExecutionError"),
@@ -119,12 +163,12 @@ class Monitoring(Construct):
         if config.engine == "picollm":
             alarms["AccessKeyActivation"] = (
                 cloudwatch.Metric(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name="Errors",
+                    namespace=contract.METRICS_NAMESPACE,
+                    metric_name=contract.METRIC_ERRORS,
                     dimensions_map={
-                        "code": ACTIVATION_LIMIT,
+                        "code": contract.ErrorCode.ACTIVATION_LIMIT,
                         "service": INFERENCE_SERVICE,
-                        "stage": config.stage_name,
+                        "stage": config.metrics_stage,
                     },
                     **sum5,
                 ),
@@ -155,7 +199,7 @@ class Monitoring(Construct):
             self.alarms[name] = alarm
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
-        self.dashboard.add_widgets(*self._runtime_widgets(config.stage_name))
+        self.dashboard.add_widgets(*self._runtime_widgets(config.metrics_stage))
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Inference invocations, errors, throttles",
@@ -183,7 +227,7 @@ class Monitoring(Construct):
     def _runtime_widgets(self, stage_name: str) -> list[cloudwatch.IWidget]:
         def metric(name: str, statistic: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
+                namespace=contract.METRICS_NAMESPACE,
                 metric_name=name,
                 dimensions_map={"service": INFERENCE_SERVICE, "stage": stage_name},
                 statistic=statistic,
@@ -193,8 +237,8 @@ class Monitoring(Construct):
         # Errors carry `code` and `stage` as well (see lambda_image/llambda/observability.py).
         errors_by_code = cloudwatch.MathExpression(
             expression=(
-                f'SEARCH(\'{{{METRICS_NAMESPACE},code,service,stage}} MetricName="Errors" '
-                f"stage=\"{stage_name}\"', 'Sum', 300)"
+                f"SEARCH('{{{contract.METRICS_NAMESPACE},code,service,stage}} "
+                f'MetricName="{contract.METRIC_ERRORS}" stage="{stage_name}"\', \'Sum\', 300)'
             ),
             label="Errors by code",
             period=FIVE_MINUTES,
@@ -202,18 +246,24 @@ class Monitoring(Construct):
         return [
             cloudwatch.GraphWidget(
                 title="Time to first token (ms)",
-                left=[metric("TimeToFirstTokenMs", "p50"), metric("TimeToFirstTokenMs", "p90")],
+                left=[
+                    metric(contract.METRIC_TIME_TO_FIRST_TOKEN, "p50"),
+                    metric(contract.METRIC_TIME_TO_FIRST_TOKEN, "p90"),
+                ],
                 width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Tokens per second",
-                left=[metric("TokensPerSecond", "Average"), metric("TokensPerSecond", "p10")],
+                left=[
+                    metric(contract.METRIC_TOKENS_PER_SECOND, "Average"),
+                    metric(contract.METRIC_TOKENS_PER_SECOND, "p10"),
+                ],
                 width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Replies and completion tokens",
-                left=[metric("Replies", "Sum")],
-                right=[metric("CompletionTokens", "Sum")],
+                left=[metric(contract.METRIC_REPLIES, "Sum")],
+                right=[metric(contract.METRIC_COMPLETION_TOKENS, "Sum")],
                 width=6,
             ),
             cloudwatch.GraphWidget(title="Errors by code", left=[errors_by_code], width=6),

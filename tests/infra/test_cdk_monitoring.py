@@ -3,9 +3,11 @@
 import json
 
 import pytest
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Match, Template
 
-from llambda import protocol
+from infra.constructs.monitoring import FORBIDDEN_ORIGIN_CODE
+from infra.paths import LAMBDA_IMAGE_DIR
+from llambda.contract import METRIC_ERRORS, METRICS_NAMESPACE, ErrorCode
 from tests.infra.conftest import synthesize
 
 ALARM_EMAIL = "alarms@example.com"
@@ -51,9 +53,17 @@ def test_api_alarms_watch_this_api_and_stage(stateless):
     (api_id,) = stateless.find_resources("AWS::ApiGatewayV2::Api")
     for logical_id, alarm in stateless.find_resources("AWS::CloudWatch::Alarm").items():
         if logical_id.startswith("MonitoringApi"):
-            dims = {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+            # One metric, or the API's metric within an expression (integration errors).
+            queries = alarm["Properties"].get("Metrics") or [
+                {"MetricStat": {"Metric": alarm["Properties"]}}
+            ]
+            (metric,) = [
+                q["MetricStat"]["Metric"]
+                for q in queries
+                if q.get("MetricStat", {}).get("Metric", {}).get("Namespace") == "AWS/ApiGateway"
+            ]
+            dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
             assert dims["ApiId"] == {"Ref": api_id}
-            assert alarm["Properties"]["Namespace"] == "AWS/ApiGateway"
 
 
 def test_dashboard_shows_the_runtime_metrics(stateless):
@@ -100,7 +110,95 @@ def test_a_picollm_stage_alarms_when_the_access_key_cannot_activate(stage, state
     assert (alarm["Namespace"], alarm["MetricName"]) == ("Llambda", "Errors")
     dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
     assert dimensions == {
-        "code": protocol.ACTIVATION_LIMIT,
+        "code": ErrorCode.ACTIVATION_LIMIT,
         "service": "inference",
         "stage": stage.config.stage_name,
     }
+
+
+def test_cloudwatch_alarms_may_publish_to_the_topic(stateless):
+    """The topic policy enforce_ssl creates replaces SNS's default one; without an Allow for
+    cloudwatch.amazonaws.com no alarm reaches the topic, and no e-mail is ever sent."""
+    (topic_id,) = stateless.find_resources("AWS::SNS::Topic")
+    alarm_arn = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":cloudwatch:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":alarm:*",
+            ],
+        ]
+    }
+    stateless.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "Topics": [{"Ref": topic_id}],
+            "PolicyDocument": Match.object_like(
+                {
+                    "Statement": Match.array_with(
+                        [
+                            {
+                                "Sid": "CloudWatchAlarmsPublish",
+                                "Effect": "Allow",
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Action": "sns:Publish",
+                                "Resource": {"Ref": topic_id},
+                                # Only this account's alarms: no confused deputy.
+                                "Condition": {
+                                    "ArnLike": {"aws:SourceArn": alarm_arn},
+                                    "StringEquals": {
+                                        "aws:SourceAccount": {"Ref": "AWS::AccountId"}
+                                    },
+                                },
+                            }
+                        ]
+                    )
+                }
+            ),
+        },
+    )
+
+
+def test_the_topic_still_refuses_publishing_without_tls(stateless):
+    (policy,) = stateless.find_resources("AWS::SNS::TopicPolicy").values()
+    denies = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+    ]
+    assert [d["Condition"] for d in denies] == [{"Bool": {"aws:SecureTransport": "false"}}]
+
+
+def test_integration_error_alarm_leaves_out_refused_origins(stage, stateless):
+    """A $connect from another origin is refused by the router with 403, which API Gateway
+    counts as an integration error: a refusal that works must not page anyone."""
+    (alarm,) = [
+        a["Properties"]
+        for i, a in stateless.find_resources("AWS::CloudWatch::Alarm").items()
+        if i.startswith("MonitoringApiIntegrationErrors")
+    ]
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    (expression,) = [q for q in queries.values() if "Expression" in q]
+    assert expression["Expression"] == "MAX([0, integration - FILL(refused, 0)])"
+    assert expression.get("ReturnData", True) is True
+    integration = queries["integration"]["MetricStat"]["Metric"]
+    assert (integration["Namespace"], integration["MetricName"]) == (
+        "AWS/ApiGateway",
+        "IntegrationError",
+    )
+    refused = queries["refused"]["MetricStat"]["Metric"]
+    assert (refused["Namespace"], refused["MetricName"]) == (METRICS_NAMESPACE, METRIC_ERRORS)
+    dimensions = {d["Name"]: d["Value"] for d in refused["Dimensions"]}
+    assert dimensions == {
+        "code": FORBIDDEN_ORIGIN_CODE,
+        "service": "router",
+        "stage": stage.config.metrics_stage,
+    }
+
+
+def test_the_refused_origin_code_is_the_one_the_router_counts():
+    router = (LAMBDA_IMAGE_DIR / "llambda" / "handlers" / "router.py").read_text()
+    assert f'count_error("{FORBIDDEN_ORIGIN_CODE}")' in router

@@ -77,7 +77,7 @@ def test_pipeline_synth_and_smoke_commands(pipeline):
     assert any(all(c in spec for c in SYNTH_COMMANDS) and "cdk.out" in spec for spec in specs)
     smoke = [s for s in specs if "offline.smoke" in s]
     assert len(smoke) == 1 and "WEBSOCKET_URL" in smoke[0]
-    assert SMOKE_COMMAND.split()[2] == "offline.smoke"
+    assert SMOKE_COMMAND.split()[3] == "offline.smoke"
     privileged = [p["Properties"]["Environment"].get("PrivilegedMode") for p in projects.values()]
     assert privileged.count(True) == 1  # Docker only for the image asset: synth builds nothing
 

@@ -1,7 +1,7 @@
 """The table: keys, TTL, billing, and what survives a teardown."""
 
-from infra.stateful_stack import CONNECTION_TABLE_LOGICAL_ID
-from llambda.table import PARTITION_KEY
+from infra.stateful_stack import TABLE_LOGICAL_ID
+from llambda.contract import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE
 
 
 def test_key_schema_ttl_and_on_demand_billing(stateful):
@@ -10,18 +10,21 @@ def test_key_schema_ttl_and_on_demand_billing(stateful):
     stateful.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
-            "KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
-            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+            "KeySchema": [{"AttributeName": TABLE_PARTITION_KEY, "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": TABLE_PARTITION_KEY, "AttributeType": "S"}],
+            "TimeToLiveSpecification": {"AttributeName": TABLE_TTL_ATTRIBUTE, "Enabled": True},
             "BillingMode": "PAY_PER_REQUEST",
         },
     )
 
 
-def test_logical_id_is_pinned(stateful):
-    # A changed logical id would make CloudFormation replace the table (and lose its items).
-    assert list(stateful.find_resources("AWS::DynamoDB::Table")) == [CONNECTION_TABLE_LOGICAL_ID]
-    assert CONNECTION_TABLE_LOGICAL_ID == "ConnectionTable"
+def test_logical_id_is_pinned(stage, stateful):
+    # A changed logical id would make CloudFormation replace the table (and lose its items):
+    # the construct was renamed for what it holds, its table's logical id and path were not.
+    assert list(stateful.find_resources("AWS::DynamoDB::Table")) == ["ConnectionTable"]
+    assert TABLE_LOGICAL_ID == "ConnectionTable"
+    cfn_table = stage.stateful.table.node.default_child
+    assert cfn_table.node.path == f"{stage.node.id}/Stateful/ConnectionTable/Table/Resource"
 
 
 def test_removal_policy_and_recovery_per_stage(stage, stateful):

@@ -29,6 +29,8 @@ from tests.infra.conftest import synthesize
         ({"engine": "tensorflow"}, "engine must be picollm or llamacpp"),
         ({"reservedConcurrency": "two"}, "reservedConcurrency must be a whole number, not 'two'"),
         ({"requireToken": "yes"}, "requireToken must be true or false"),
+        ({"hosting": "off"}, "hosting must be true or false, not 'off'"),
+        ({"Prod.hosting": ""}, "hosting must be true or false, not ''"),
         # 4 bytes a character: 4 x (93,377 + 8,000) + 4 KB is 4 bytes over DynamoDB's item.
         (
             {"historyMaxChars": "93377"},

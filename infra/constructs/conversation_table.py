@@ -1,5 +1,6 @@
-"""The stack's DynamoDB table: one item per live WebSocket connection and one per
-conversation (a single-table design; lambda_image/llambda/table.py reads it)."""
+"""The stack's DynamoDB table of conversations: one item per conversation, and one per
+live WebSocket connection attached to them (a single-table design keyed by typed ids;
+lambda_image/llambda/table.py reads it)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from infra.config import StageConfig
-
-PARTITION_KEY = "pk"
-TTL_ATTRIBUTE = "expiresAt"
+from llambda.contract import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE
 
 
-class ConnectionTable(Construct):
+class ConversationTable(Construct):
     """Partition key `pk` (a typed id: `connection#…` or `conversation#…`), TTL `expiresAt`,
     on-demand; retained where data matters."""
 
@@ -23,9 +22,9 @@ class ConnectionTable(Construct):
             self,
             "Table",
             partition_key=dynamodb.Attribute(
-                name=PARTITION_KEY, type=dynamodb.AttributeType.STRING
+                name=TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING
             ),
-            time_to_live_attribute=TTL_ATTRIBUTE,
+            time_to_live_attribute=TABLE_TTL_ATTRIBUTE,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
