@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from infra.checkov import acknowledge_checkov
 from infra.config import StageConfig
 from infra.constructs.conversation_table import ConversationTable
 
@@ -29,3 +30,4 @@ class StatefulStack(cdk.Stack):
         assert isinstance(cfn_table, dynamodb.CfnTable)
         cfn_table.override_logical_id(TABLE_LOGICAL_ID)
         self.table: dynamodb.ITable = conversations.table
+        acknowledge_checkov(self, config)

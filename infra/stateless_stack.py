@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from infra.checkov import acknowledge_checkov
 from infra.config import LOCAL_PAGE_ORIGINS, LOCAL_PAGE_PORT, StageConfig
 from infra.constructs.authorizer import TokenAuthorizer
 from infra.constructs.dispatch_failure_function import DispatchFailureFunction
@@ -143,6 +144,7 @@ class StatelessStack(cdk.Stack):
                 description="The ?token= clients need (aws secretsmanager get-secret-value)",
             )
         self._acknowledge_findings()
+        acknowledge_checkov(self, config)
 
     def _acknowledge_findings(self) -> None:
         """The wildcards this stack needs, each with its reason; any other one fails synth."""

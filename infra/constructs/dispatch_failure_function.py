@@ -17,6 +17,10 @@ from infra.config import StageConfig
 from infra.constructs.runtime_function import RuntimeFunction
 
 HANDLER = "llambda.handlers.dispatch_failure.handler"
+# A dead letter is a failed dispatch event, the user's prompt included: kept long enough
+# for the DeadLetterQueueDepth alarm to be seen over a weekend, and no longer (SQS allows
+# up to 14 days).
+DEAD_LETTER_RETENTION = cdk.Duration.days(4)
 
 
 class DispatchFailureFunction(Construct):
@@ -31,7 +35,7 @@ class DispatchFailureFunction(Construct):
             "DeadLetterQueue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
+            retention_period=DEAD_LETTER_RETENTION,
         )
         cdk.Validations.of(self.dead_letter_queue).acknowledge(
             cdk.Acknowledgment(

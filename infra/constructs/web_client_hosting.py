@@ -21,6 +21,11 @@ from infra.constructs.runtime_function import log_group
 from infra.paths import WEB_CLIENT_DIR
 
 CONFIG_FILE = "config.json"
+NO_CLOUDFRONT_LOGS = (
+    "A stage that requires a token keeps no CloudFront standard logs: they always record "
+    "the query string, and the page's address carries ?token=. The WebSocket API's access "
+    "logs record every connection without it."
+)
 
 
 def page_config(*, config: StageConfig, websocket_url: str) -> dict[str, Any]:
@@ -96,10 +101,17 @@ class WebClientHosting(Construct):
             },
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
-            enable_logging=True,
-            log_bucket=self.log_bucket,
-            log_file_prefix="cloudfront/",
+            # CloudFront's standard logs always record the query string, and where a token
+            # is required the page's address carries it (?token=): such a stage keeps
+            # none. Its WebSocket API's access logs record each connection without it.
+            enable_logging=not config.require_token,
+            log_bucket=None if config.require_token else self.log_bucket,
+            log_file_prefix=None if config.require_token else "cloudfront/",
         )
+        if config.require_token:
+            cdk.Validations.of(self.distribution).acknowledge(
+                cdk.Acknowledgment(id="AwsSolutions-CFR3", reason=NO_CLOUDFRONT_LOGS)
+            )
         for rule, reason in (
             ("AwsSolutions-CFR1", "A public chat page meant for every country."),
             (
