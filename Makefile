@@ -27,7 +27,7 @@ CHROMIUM ?= $(DEBIAN_CHROMIUM)
 export CHROMIUM
 
 .PHONY: help setup wheel twin-synth dev test lint format synth ls bench cost clean browser \
-	mutate screenshots
+	mutate screenshots contract
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -186,6 +186,10 @@ bench: twin-synth ## measure streaming, first token, cold start, synth; write do
 .PHONY: preflight
 preflight: $(INFRA_STAMP) ## check the AWS account and this machine before a deploy
 	$(PY) -m preflight $(ARGS)
+
+# The page's copy of the contract between the parts (lambda_image/llambda/contract.py).
+contract: $(VENV_STAMP) ## regenerate web_client/contract.js from the contract module
+	$(PY) -m llambda.contract web_client/contract.js
 
 cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost

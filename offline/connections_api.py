@@ -4,8 +4,9 @@ The inference function streams its reply by POSTing to
 `https://{domain}/{stage}/@connections/{connectionId}`. This module answers those calls
 the way API Gateway does, so the unchanged boto3 `apigatewaymanagementapi` client (given
 `endpoint_url="http://127.0.0.1:PORT/{stage}"`) works against it, including the parts
-moto's version lacks: `410 GoneException` for a closed or unknown connection and
-`413 PayloadTooLargeException` for a message over 128 KB.
+moto's version lacks: `410 GoneException` for a closed or unknown connection,
+`413 PayloadTooLargeException` for a message over 128 KB, and a post over the 32 KB
+frame closing the client's connection with 1009 (the gateway's peer enforces it).
 
 Wire format (rest-json, as boto3's service model reads it): errors carry the
 `x-amzn-ErrorType` header and a JSON `{"message": ...}` body; GET answers with the
@@ -25,12 +26,13 @@ from typing import Protocol
 
 from aiohttp import web
 
+from llambda.contract import MAX_MESSAGE_BYTES
 from offline.trace import POST, Trace, maybe_span
 
 log = logging.getLogger(__name__)
 
 # API Gateway's limit on one @connections POST body (the service model's `Data.max`).
-MAX_POST_BYTES = 128 * 1024
+MAX_POST_BYTES = MAX_MESSAGE_BYTES
 
 # The error type boto3 maps each status to (the service model's exception shapes).
 _ERROR_TYPES = {

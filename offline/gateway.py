@@ -6,8 +6,10 @@
   message invokes its route at once (concurrently, as API Gateway does: no ordering
   promise, nothing dropped). A failed integration answers the client with API Gateway's
   `{"message": "Internal server error", ...}`.
-- Limits as API Gateway enforces them: 128 KB message (close 1009), idle timeout and
-  maximum connection duration (close 1001), stage throttling (rate and burst).
+- Limits as API Gateway enforces them: a frame over 32 KB either way closes the
+  connection with 1009 (a client's message is taken as one frame, as a browser sends it;
+  a `@connections` post is sent as one frame), idle timeout and maximum connection
+  duration (close 1001), stage throttling (rate and burst).
 - `$disconnect` after every close, whoever closed.
 """
 
@@ -24,6 +26,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from llambda.contract import (
+    CLOSE_MESSAGE_TOO_BIG,
+    IDLE_TIMEOUT_SECONDS,
+    MAX_CONNECTION_SECONDS,
+    MAX_FRAME_BYTES,
+)
 from offline import events
 from offline.connections_api import ConnectionRegistry
 from offline.lambda_function import InvokeResult
@@ -38,9 +46,9 @@ Invoke = Callable[[str, dict[str, Any]], Awaitable[InvokeResult]]
 class GatewayLimits:
     """API Gateway's WebSocket quotas (configurable so tests can shrink them)."""
 
-    max_message_bytes: int = 128 * 1024
-    idle_timeout_seconds: float = 10 * 60
-    max_connection_seconds: float = 2 * 60 * 60
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS
+    max_connection_seconds: float = MAX_CONNECTION_SECONDS
     integration_timeout_seconds: float = 29
     # Stage throttling, a token bucket shared by the stage (0 disables it)
     throttle_rate: float = 0.0
@@ -85,9 +93,16 @@ class GatewayPeer:
     """One live WebSocket as the `@connections` API sees it."""
 
     def __init__(
-        self, ws: web.WebSocketResponse, conn: events.ConnectionInfo, on_frame: FrameHook
+        self,
+        ws: web.WebSocketResponse,
+        conn: events.ConnectionInfo,
+        on_frame: FrameHook,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self.ws = ws
+        self.max_frame_bytes = max_frame_bytes
+        self.closed_too_big = False
         self.connection_id = conn.connection_id
         self.source_ip = conn.source_ip
         self.user_agent = conn.user_agent
@@ -100,6 +115,12 @@ class GatewayPeer:
     async def send_text(self, text: str) -> None:
         if self.ws.closed:
             raise ConnectionResetError("the WebSocket is closed")
+        size = len(text.encode("utf-8"))
+        if size > self.max_frame_bytes:
+            # API Gateway sends a post as one frame; one over its 32 KB closes the socket.
+            self.closed_too_big = True
+            await self.ws.close(code=CLOSE_MESSAGE_TOO_BIG, message=b"Message too big")
+            raise ConnectionResetError(f"a frame of {size} bytes is over {self.max_frame_bytes}")
         await self.ws.send_str(text)
         self.last_active_at = time.time()
         self.frames_sent += 1
@@ -148,7 +169,7 @@ class WebSocketGateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         limits = self.config.limits
         ws = web.WebSocketResponse(
-            max_msg_size=limits.max_message_bytes, autoping=True, heartbeat=None
+            max_msg_size=limits.max_frame_bytes, autoping=True, heartbeat=None
         )
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Upgrade Required")
@@ -179,7 +200,7 @@ class WebSocketGateway:
             )
             return web.json_response({"message": _status_message(status)}, status=status)
 
-        peer = GatewayPeer(ws, conn, self._on_frame)
+        peer = GatewayPeer(ws, conn, self._on_frame, max_frame_bytes=limits.max_frame_bytes)
         # Registered before the handshake answer goes out, so the connection can be
         # posted to as soon as the client sees it open.
         self.registry.add(peer)
@@ -285,6 +306,9 @@ class WebSocketGateway:
             code = ws.close_code if ws.close_code is not None else 1005
             if peer.closed_by_api:
                 return code, "Connection deleted via @connections"
+            if peer.closed_too_big:
+                log.info("closed   %s  1009 a post over the frame size", conn.connection_id[:8])
+                return code, "Message too big"
             return code, "Client-side close frame status not set" if code == 1005 else ""
 
     async def _message(

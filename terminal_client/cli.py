@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from llambda.contract import ErrorCode
 from terminal_client.client import ChatClient, ConnectionLost, HandshakeRefused, ServerError
 from terminal_client.export import write_export
 from terminal_client.messages import without_query
@@ -260,14 +261,19 @@ class Chat:
 
     def _failed(self, error: dict[str, Any]) -> None:
         code = error.get("code")
-        if code == "not_attached":
+        if code == ErrorCode.NOT_ATTACHED:
             self.note(
                 "[this conversation is attached to another connection: "
                 f"/resume {self.client.conversation} to take it here]"
             )
-        elif code == "not_found":
+        elif code == ErrorCode.NOT_FOUND:
             self.client.new_conversation()
             self.note("[that conversation is gone (expired or forgotten); /new was done]")
+        elif code == ErrorCode.CONTEXT_LENGTH_EXCEEDED:
+            self.note(
+                f"[too long for the model: {error.get('message', '')} "
+                "Shorten the message, or send it in several parts]"
+            )
         else:
             self.note(f"[error {code}: {error.get('message', '')}]")
 
@@ -295,7 +301,9 @@ def _echo_restore(saved: list[Any] | None) -> None:
 
 
 def _is_busy(message: dict[str, Any] | None) -> bool:
-    return bool(message) and message.get("type") == "error" and message.get("code") == "busy"
+    return (
+        bool(message) and message.get("type") == "error" and message.get("code") == ErrorCode.BUSY
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from websockets import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
+from llambda.contract import REFUSED_CHAT_CODES, PartJoiner
 from terminal_client import messages
 from terminal_client.messages import REPLY_END
 
@@ -39,20 +40,6 @@ RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 8, 8, 8, 8, 8, 8)
 # is taken for dead when the next `DEAD_S` bring none (the web page's rule).
 QUIET_S = 5.0
 DEAD_S = 8.0
-
-
-# The errors that refuse a request (docs/protocol.md); the others end a running reply.
-REFUSALS = frozenset(
-    {
-        "bad_json",
-        "unknown_action",
-        "bad_request",
-        "too_large",
-        "not_found",
-        "not_attached",
-        "rate_limited",
-    }
-)
 
 
 class ConnectionLost(Exception):
@@ -176,6 +163,8 @@ class ChatClient:
 
     def _read(self, ws: ClientConnection, generation: int) -> None:
         reason = ""
+        # A message over API Gateway's 32 KB frame comes as `part`s: handled once whole.
+        joiner = PartJoiner()
         try:
             for raw in ws:
                 at = time.perf_counter()
@@ -185,6 +174,9 @@ class ChatClient:
                     message = None
                 if not isinstance(message, dict):
                     message = {"type": "unreadable", "text": str(raw)[:200]}
+                message = joiner.feed(message)
+                if message is None:
+                    continue
                 if self.on_message is not None:
                     self.on_message(at, message)
                 self._inbox.put((generation, at, message))
@@ -238,7 +230,7 @@ class ChatClient:
                     raise TimeoutError(f"no {'/'.join(sorted(kinds))} within {timeout:g} s")
                 if message.get("type") in kinds:
                     return message
-                if message.get("type") == "error" and message.get("code") in REFUSALS:
+                if message.get("type") == "error" and message.get("code") in REFUSED_CHAT_CODES:
                     raise ServerError(message)
                 passed.append(message)
         finally:

@@ -4,18 +4,21 @@ The runtime ships alone in its image, so it can import nothing else of ours; `in
 describes the stack without running the runtime; the twin reaches the handlers only by
 the handler names the synthesized template gives, never by importing them; the terminal
 client talks to any deployed stage, so it stands alone (the pipeline's smoke check runs it
-with only `websockets` installed).
+with only `websockets` installed). The one exception is `llambda.contract`, the contract
+between the parts: standard library only, and every part may import it.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 OURS = ("llambda", "infra", "offline", "bench", "tests", "preflight", "terminal_client")
+CONTRACT = "llambda.contract"
 
 # Each part, and what of ours it may not import.
 FORBIDDEN = {
@@ -40,11 +43,31 @@ def imported_packages(source: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        found |= {name.split(".")[0] for name in names} & set(OURS)
+        found |= {name.split(".")[0] for name in names if not _is_contract(name)} & set(OURS)
     return found
+
+
+def _is_contract(name: str) -> bool:
+    return name == CONTRACT or name.startswith(CONTRACT + ".")
+
+
+def test_the_contract_imports_only_the_standard_library():
+    source = REPO / "lambda_image" / "llambda" / "contract.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    modules = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert modules <= set(sys.stdlib_module_names) | {"__future__"}, modules
 
 
 @pytest.mark.parametrize("part", list(FORBIDDEN))

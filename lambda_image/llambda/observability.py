@@ -12,13 +12,14 @@ import os
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
-NAMESPACE = "Llambda"
+from llambda import contract
+
 # Dev and Prod may share an account: every metric carries its stage.
 STAGE_VARIABLE = "STAGE_NAME"
 STAGE = os.environ.get(STAGE_VARIABLE, "local")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "llambda"))
-metrics = Metrics(namespace=NAMESPACE)
+metrics = Metrics(namespace=contract.METRICS_NAMESPACE)
 metrics.set_default_dimensions(stage=STAGE)
 
 
@@ -39,10 +40,10 @@ def _dimensions() -> dict[str, str]:
 def count_error(code: str) -> None:
     """`Errors` by `code`: its own EMF record, as each code is its own dimension value."""
     with single_metric(
-        name="Errors",
+        name=contract.METRIC_ERRORS,
         unit=MetricUnit.Count,
         value=1,
-        namespace=NAMESPACE,
+        namespace=contract.METRICS_NAMESPACE,
         default_dimensions=_dimensions(),
     ) as metric:
         metric.add_dimension(name="code", value=code)
@@ -52,10 +53,10 @@ def record_engine_load(load_ms: int, *, initialization: str) -> None:
     """`EngineLoadMs` by `initialization` (on-demand, or provisioned-concurrency at init)."""
     logger.info("engine loaded", extra={"load_ms": load_ms, "initialization": initialization})
     with single_metric(
-        name="EngineLoadMs",
+        name=contract.METRIC_ENGINE_LOAD,
         unit=MetricUnit.Milliseconds,
         value=load_ms,
-        namespace=NAMESPACE,
+        namespace=contract.METRICS_NAMESPACE,
         default_dimensions=_dimensions(),
     ) as metric:
         metric.add_dimension(name="initialization", value=initialization)
@@ -65,9 +66,15 @@ def record_reply(
     *, init_ms: int, ttft_ms: int | None, tokens_per_s: float, completion_tokens: int
 ) -> None:
     """The figures of one completed reply, flushed with the handler's metrics."""
-    metrics.add_metric(name="Replies", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="InitMs", unit=MetricUnit.Milliseconds, value=init_ms)
+    metrics.add_metric(name=contract.METRIC_REPLIES, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=contract.METRIC_INIT, unit=MetricUnit.Milliseconds, value=init_ms)
     if ttft_ms is not None:
-        metrics.add_metric(name="TimeToFirstTokenMs", unit=MetricUnit.Milliseconds, value=ttft_ms)
-    metrics.add_metric(name="TokensPerSecond", unit=MetricUnit.CountPerSecond, value=tokens_per_s)
-    metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=completion_tokens)
+        metrics.add_metric(
+            name=contract.METRIC_TIME_TO_FIRST_TOKEN, unit=MetricUnit.Milliseconds, value=ttft_ms
+        )
+    metrics.add_metric(
+        name=contract.METRIC_TOKENS_PER_SECOND, unit=MetricUnit.CountPerSecond, value=tokens_per_s
+    )
+    metrics.add_metric(
+        name=contract.METRIC_COMPLETION_TOKENS, unit=MetricUnit.Count, value=completion_tokens
+    )

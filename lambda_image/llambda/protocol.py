@@ -8,24 +8,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# Error codes a client may receive (docs/protocol.md).
-BAD_JSON = "bad_json"
-UNKNOWN_ACTION = "unknown_action"
-BAD_REQUEST = "bad_request"
-TOO_LARGE = "too_large"
-BUSY = "busy"
-RATE_LIMITED = "rate_limited"
-ENGINE_ERROR = "engine_error"
-# picoLLM could not activate its AccessKey (activation limit reached, throttled, refused):
-# an operator's problem that retrying now will not fix, unlike most engine errors.
-ACTIVATION_LIMIT = "activation_limit"
-UNAVAILABLE = "unavailable"
-# The conversation id is unknown, expired or forgotten.
-NOT_FOUND = "not_found"
-# chat/stop/reset for a conversation attached to another connection: attach it first.
-NOT_ATTACHED = "not_attached"
+from llambda.contract import Action, DoneReason, ErrorCode, MessageType
 
-ACTIONS = ("chat", "attach", "history", "forget", "stop", "reset", "ping")
+ACTIONS = tuple(Action)
 # Conversation ids are the server's `secrets.token_urlsafe` output; anything else is
 # refused before it reaches the table.
 CONVERSATION_ID_CHARS = frozenset(
@@ -34,9 +19,7 @@ CONVERSATION_ID_CHARS = frozenset(
 MAX_CONVERSATION_ID_CHARS = 64
 OPTION_KEYS = ("max_tokens", "temperature", "top_p", "stop")
 MAX_STOP_CHARS = 64
-# Done reasons: the model finished, max_tokens reached, a stop sequence matched,
-# the client asked to stop (or reset, or went away).
-REASONS = ("end", "length", "stop", "stopped")
+REASONS = tuple(DoneReason)
 
 
 class ProtocolError(Exception):
@@ -73,43 +56,43 @@ class Chat:
     prompt: str
     options: ChatOptions
     conversation: str | None = None  # None: start a new conversation
-    action: str = field(default="chat", init=False)
+    action: str = field(default=Action.CHAT, init=False)
 
 
 @dataclass(frozen=True)
 class Attach:
     conversation: str
     seq: int = -1  # the last delta the client has of the running reply
-    action: str = field(default="attach", init=False)
+    action: str = field(default=Action.ATTACH, init=False)
 
 
 @dataclass(frozen=True)
 class FetchHistory:
     conversation: str
-    action: str = field(default="history", init=False)
+    action: str = field(default=Action.HISTORY, init=False)
 
 
 @dataclass(frozen=True)
 class Forget:
     conversation: str
-    action: str = field(default="forget", init=False)
+    action: str = field(default=Action.FORGET, init=False)
 
 
 @dataclass(frozen=True)
 class Stop:
     conversation: str
-    action: str = field(default="stop", init=False)
+    action: str = field(default=Action.STOP, init=False)
 
 
 @dataclass(frozen=True)
 class Reset:
     conversation: str
-    action: str = field(default="reset", init=False)
+    action: str = field(default=Action.RESET, init=False)
 
 
 @dataclass(frozen=True)
 class Ping:
-    action: str = field(default="ping", init=False)
+    action: str = field(default=Action.PING, init=False)
 
 
 ClientMessage = Chat | Attach | FetchHistory | Forget | Stop | Reset | Ping
@@ -120,21 +103,25 @@ def parse_client_message(
 ) -> ClientMessage:
     """Validate one client frame; raise `ProtocolError` with the code the client gets."""
     if is_base64 or isinstance(body, bytes | bytearray):
-        raise ProtocolError(BAD_REQUEST, "Binary frames are not supported; send JSON text.")
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "Binary frames are not supported; send JSON text."
+        )
     if body is None or not body.strip():
-        raise ProtocolError(BAD_JSON, "The message is empty; send a JSON object.")
+        raise ProtocolError(ErrorCode.BAD_JSON, "The message is empty; send a JSON object.")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise ProtocolError(BAD_JSON, "The message is not valid JSON.") from None
+        raise ProtocolError(ErrorCode.BAD_JSON, "The message is not valid JSON.") from None
     if not isinstance(data, dict):
-        raise ProtocolError(BAD_JSON, "The message must be a JSON object.")
+        raise ProtocolError(ErrorCode.BAD_JSON, "The message must be a JSON object.")
     action = data.get("action")
     if action not in ACTIONS or not isinstance(action, str):
-        raise ProtocolError(UNKNOWN_ACTION, f"Unknown action; use one of: {', '.join(ACTIONS)}.")
-    if action == "ping":
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_ACTION, f"Unknown action; use one of: {', '.join(ACTIONS)}."
+        )
+    if action == Action.PING:
         return Ping()
-    if action == "chat":
+    if action == Action.CHAT:
         conversation = data.get("conversation")
         return Chat(
             prompt=_prompt(data.get("prompt"), limits),
@@ -142,26 +129,28 @@ def parse_client_message(
             conversation=None if conversation is None else _conversation(conversation),
         )
     conversation = _conversation(data.get("conversation"))
-    if action == "attach":
+    if action == Action.ATTACH:
         return Attach(conversation=conversation, seq=_seq(data.get("seq")))
-    if action == "history":
+    if action == Action.HISTORY:
         return FetchHistory(conversation=conversation)
-    if action == "forget":
+    if action == Action.FORGET:
         return Forget(conversation=conversation)
-    if action == "stop":
+    if action == Action.STOP:
         return Stop(conversation=conversation)
     return Reset(conversation=conversation)
 
 
 def _conversation(value: object) -> str:
     if value is None:
-        raise ProtocolError(BAD_REQUEST, "conversation is required: the id the server issued.")
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "conversation is required: the id the server issued."
+        )
     if (
         not isinstance(value, str)
         or not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS
         or not CONVERSATION_ID_CHARS.issuperset(value)
     ):
-        raise ProtocolError(BAD_REQUEST, "conversation must be an id the server issued.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "conversation must be an id the server issued.")
     return value
 
 
@@ -169,22 +158,22 @@ def _seq(value: object) -> int:
     if value is None:
         return -1
     if not _is_int(value) or value < -1:
-        raise ProtocolError(BAD_REQUEST, "seq must be a whole number of at least -1.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "seq must be a whole number of at least -1.")
     return int(value)
 
 
 def _prompt(value: object, limits: Limits) -> str:
     if value is None:
-        raise ProtocolError(BAD_REQUEST, "A chat needs a prompt.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "A chat needs a prompt.")
     if not isinstance(value, str):
-        raise ProtocolError(BAD_REQUEST, "prompt must be a string.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "prompt must be a string.")
     if not value.strip():
-        raise ProtocolError(BAD_REQUEST, "prompt must not be empty.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "prompt must not be empty.")
     if not _is_text(value):
-        raise ProtocolError(BAD_REQUEST, "prompt must be valid Unicode text.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "prompt must be valid Unicode text.")
     if len(value) > limits.max_prompt_chars:
         raise ProtocolError(
-            TOO_LARGE,
+            ErrorCode.TOO_LARGE,
             f"prompt is {len(value)} characters; the limit is {limits.max_prompt_chars}.",
         )
     return value
@@ -205,28 +194,31 @@ def _options(data: dict[str, Any], limits: Limits) -> ChatOptions:
     if raw is None:
         return ChatOptions(max_tokens=min(limits.default_max_tokens, limits.max_tokens_cap))
     if not isinstance(raw, dict):
-        raise ProtocolError(BAD_REQUEST, "options must be an object.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "options must be an object.")
     unknown = sorted(str(k) for k in raw if k not in OPTION_KEYS)
     if unknown:
         raise ProtocolError(
-            BAD_REQUEST,
+            ErrorCode.BAD_REQUEST,
             f"Unknown option {unknown[0]!r}; allowed: {', '.join(OPTION_KEYS)}.",
         )
     max_tokens = raw.get("max_tokens")
     if max_tokens is None:
         max_tokens = limits.default_max_tokens
     elif not _is_int(max_tokens) or max_tokens < 1:
-        raise ProtocolError(BAD_REQUEST, "max_tokens must be a whole number of at least 1.")
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "max_tokens must be a whole number of at least 1."
+        )
     temperature = raw.get("temperature")
     if temperature is not None and (
         not _is_number(temperature) or not 0 <= temperature <= limits.max_temperature
     ):
         raise ProtocolError(
-            BAD_REQUEST, f"temperature must be a number from 0 to {limits.max_temperature:g}."
+            ErrorCode.BAD_REQUEST,
+            f"temperature must be a number from 0 to {limits.max_temperature:g}.",
         )
     top_p = raw.get("top_p")
     if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
-        raise ProtocolError(BAD_REQUEST, "top_p must be a number above 0 and at most 1.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "top_p must be a number above 0 and at most 1.")
     return ChatOptions(
         # Clamped, not refused: asking for more than the cap is not an error.
         max_tokens=min(int(max_tokens), limits.max_tokens_cap),
@@ -240,16 +232,16 @@ def _stop(value: object, limits: Limits) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise ProtocolError(BAD_REQUEST, "stop must be a list of strings.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "stop must be a list of strings.")
     if len(value) > limits.max_stop_sequences:
         raise ProtocolError(
-            BAD_REQUEST, f"stop may hold at most {limits.max_stop_sequences} sequences."
+            ErrorCode.BAD_REQUEST, f"stop may hold at most {limits.max_stop_sequences} sequences."
         )
     if not all(_is_text(s) for s in value):
-        raise ProtocolError(BAD_REQUEST, "each stop sequence must be valid Unicode text.")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "each stop sequence must be valid Unicode text.")
     if any(not 1 <= len(s) <= MAX_STOP_CHARS for s in value):
         raise ProtocolError(
-            BAD_REQUEST, f"each stop sequence must be 1 to {MAX_STOP_CHARS} characters."
+            ErrorCode.BAD_REQUEST, f"each stop sequence must be 1 to {MAX_STOP_CHARS} characters."
         )
     return tuple(value)
 
@@ -268,11 +260,11 @@ def _is_number(value: object) -> bool:
 
 def status(state: str) -> dict[str, Any]:
     """`loading` (a cold instance loads the model) or `generating`."""
-    return {"type": "status", "state": state}
+    return {"type": MessageType.STATUS, "state": state}
 
 
 def delta(text: str, seq: int) -> dict[str, Any]:
-    return {"type": "delta", "text": text, "seq": seq}
+    return {"type": MessageType.DELTA, "text": text, "seq": seq}
 
 
 def done(
@@ -287,7 +279,7 @@ def done(
     if reason not in REASONS:
         raise ValueError(f"unknown done reason {reason!r}")
     return {
-        "type": "done",
+        "type": MessageType.DONE,
         "reason": reason,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         "timing": {"init_ms": init_ms, "ttft_ms": ttft_ms, "tokens_per_s": tokens_per_s},
@@ -295,16 +287,16 @@ def done(
 
 
 def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+    return {"type": MessageType.ERROR, "code": code, "message": message}
 
 
 def pong() -> dict[str, Any]:
-    return {"type": "pong"}
+    return {"type": MessageType.PONG}
 
 
 def conversation_started(conversation_id: str) -> dict[str, Any]:
     """Tells the client the id of the conversation its `chat` started."""
-    return {"type": "conversation", "id": conversation_id}
+    return {"type": MessageType.CONVERSATION, "id": conversation_id}
 
 
 def in_conversation(message: dict[str, Any], conversation_id: str) -> dict[str, Any]:
@@ -322,7 +314,7 @@ def attached(
     """Answers `attach`: the stored turns, the running reply's prompt (or None), and whether
     the last reply was cut because no client came back in time."""
     return {
-        "type": "attached",
+        "type": MessageType.ATTACHED,
         "conversation": conversation_id,
         "turns": turns,
         "reply": None if running_prompt is None else {"prompt": running_prompt},
@@ -331,22 +323,22 @@ def attached(
 
 
 def history(conversation_id: str, turns: list[dict[str, str]]) -> dict[str, Any]:
-    return {"type": "history", "conversation": conversation_id, "turns": turns}
+    return {"type": MessageType.HISTORY, "conversation": conversation_id, "turns": turns}
 
 
 def forgotten(conversation_id: str) -> dict[str, Any]:
-    return {"type": "forgotten", "conversation": conversation_id}
+    return {"type": MessageType.FORGOTTEN, "conversation": conversation_id}
 
 
 def detached(conversation_id: str) -> dict[str, Any]:
     """Another connection attached the conversation: its replies no longer come here."""
-    return {"type": "detached", "conversation": conversation_id}
+    return {"type": MessageType.DETACHED, "conversation": conversation_id}
 
 
 def reset_done(*, stopped: bool) -> dict[str, Any]:
     """Acknowledges `reset`: the memory is cleared; `stopped` says a running reply was asked
     to end (it still ends with its own `done`, reason `stopped`)."""
-    return {"type": "reset", "stopped": stopped}
+    return {"type": MessageType.RESET, "stopped": stopped}
 
 
 def encode(message: dict[str, Any]) -> bytes:

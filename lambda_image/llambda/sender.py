@@ -20,11 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from llambda import protocol
+from llambda.contract import MAX_FRAME_BYTES, split_message
 from llambda.observability import logger
 
 # One delta carries at most this many characters: even if each became a 6-byte JSON
-# escape the frame stays under 32 KB (API Gateway's WebSocket frame size).
-MAX_DELTA_CHARS = 4000
+# escape the frame stays under API Gateway's 32 KB, so a delta is never split in parts.
+MAX_DELTA_CHARS = (MAX_FRAME_BYTES - 8 * 1024) // 6
 
 
 class ConnectionGone(Exception):
@@ -32,11 +33,20 @@ class ConnectionGone(Exception):
 
 
 def connection_poster(client: Any, connection_id: str) -> Callable[[bytes], None]:
-    """`post(data)` for one connection over a boto3 `apigatewaymanagementapi` client."""
+    """`post(data)` for one connection over a boto3 `apigatewaymanagementapi` client.
+
+    A message over API Gateway's 32 KB frame goes as `part` messages, one post each: a
+    larger post reaches the client as a frame over the limit, which closes it with 1009."""
 
     def post(data: bytes) -> None:
+        frames = (
+            [data]
+            if len(data) <= MAX_FRAME_BYTES
+            else [frame.encode() for frame in split_message(data.decode())]
+        )
         try:
-            client.post_to_connection(ConnectionId=connection_id, Data=data)
+            for frame in frames:
+                client.post_to_connection(ConnectionId=connection_id, Data=frame)
         except client.exceptions.GoneException as error:  # before ClientError: a subclass
             raise ConnectionGone(connection_id) from error
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_origin, get_type_hints
 
+from llambda.contract import IMAGE_MODEL_DIR
 from llambda.protocol import Limits
 
 T = TypeVar("T", bound="FunctionSettings")
@@ -101,7 +102,7 @@ class RouterSettings(ConversationSettings):
 @dataclass(frozen=True, kw_only=True)
 class InferenceSettings(ConversationSettings):
     engine: str = env_field("ENGINE", "picollm")
-    model_path: str = env_field("MODEL_PATH", "/opt/models/model.pllm")
+    model_path: str = env_field("MODEL_PATH", f"{IMAGE_MODEL_DIR}/model.pllm")
     history_max_chars: int = env_field("HISTORY_MAX_CHARS", 6000)
     coalesce_ms: int = env_field("COALESCE_MS", 50)
     stop_poll_ms: int = env_field("STOP_POLL_MS", 250)

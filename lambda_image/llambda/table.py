@@ -1,6 +1,6 @@
 """The stack's one DynamoDB table, as the runtime sees it: a single-table design whose
 partition key holds a typed id (`connection#…`, `conversation#…`), declared in
-infra/constructs/connection_table.py."""
+infra/constructs/conversation_table.py; its key and TTL attribute are the contract's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-PARTITION_KEY = "pk"
+from llambda.contract import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE
+
+PARTITION_KEY = TABLE_PARTITION_KEY
+TTL_ATTRIBUTE = TABLE_TTL_ATTRIBUTE
 
 
 def now_ms() -> int:

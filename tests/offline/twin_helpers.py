@@ -10,6 +10,7 @@ from typing import Any
 
 import websockets
 
+from llambda.contract import PartJoiner
 from offline.cloud import ACCOUNT_ID, DEFAULT_REGION, OfflineCloud
 from offline.event_queue import AsyncConfig
 from offline.lambda_function import FunctionSpec
@@ -68,7 +69,16 @@ def connect(cloud: OfflineCloud, query: str = "", **kwargs: Any) -> Any:
 
 
 async def receive(ws: Any, timeout: float = 60) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    """The next message on `ws`, joined from its `part`s when it came in several."""
+    joiner = _JOINERS.setdefault(ws, PartJoiner())
+    async with asyncio.timeout(timeout):
+        while True:
+            message = joiner.feed(json.loads(await ws.recv()))
+            if message is not None:
+                return message
+
+
+_JOINERS: weakref.WeakKeyDictionary[Any, PartJoiner] = weakref.WeakKeyDictionary()
 
 
 # The conversation each test connection is in, as the server issued it (the next chat on

@@ -10,6 +10,7 @@ import picollm
 import pytest
 
 from llambda import protocol
+from llambda.contract import ErrorCode
 from llambda.dispatch import Dispatch
 from llambda.engines import EngineError
 from llambda.engines.picollm_engine import ActivationError, PicoLLMEngine, engine_error
@@ -34,7 +35,7 @@ def test_every_activation_error_gets_its_own_code(cls):
     error = cls("failed for KEY123", ["Picovoice Error (code `00000136`)"])
     mapped = engine_error(error, access_key="KEY123")
     assert isinstance(mapped, ActivationError) and isinstance(mapped, EngineError)
-    assert mapped.code == protocol.ACTIVATION_LIMIT == "activation_limit"
+    assert mapped.code == ErrorCode.ACTIVATION_LIMIT == "activation_limit"
     assert "KEY123" not in str(mapped)
 
 
@@ -44,7 +45,7 @@ def test_every_activation_error_gets_its_own_code(cls):
 def test_other_picollm_errors_stay_engine_errors(cls):
     mapped = engine_error(cls("x"))
     assert type(mapped) is EngineError
-    assert getattr(mapped, "code", protocol.ENGINE_ERROR) == protocol.ENGINE_ERROR
+    assert getattr(mapped, "code", ErrorCode.ENGINE_ERROR) == ErrorCode.ENGINE_ERROR
 
 
 def test_the_limit_message_says_why_and_what_to_do():
@@ -114,14 +115,7 @@ def test_the_client_gets_activation_limit_and_the_connection_stays_usable(
 def test_the_code_is_documented_and_explained_by_the_page():
     doc = (REPO / "docs" / "protocol.md").read_text()
     assert "| `activation_limit` |" in doc
-    codes = {
-        value
-        for name, value in vars(protocol).items()
-        if name.isupper()
-        and isinstance(value, str)
-        and re.fullmatch(r"[a-z_]+", value)
-        and name not in ("ACTIONS", "OPTION_KEYS", "REASONS")
-    }
+    codes = set(ErrorCode)
     assert {c for c in codes if f"| `{c}` |" not in doc} == set()
     errors_js = (REPO / "web_client" / "errors.js").read_text()
     assert re.search(r"^\s+activation_limit: \"", errors_js, re.MULTILINE)

@@ -4,16 +4,21 @@ pipeline's smoke step does not install (it runs `pip install websockets` only)."
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+import websockets
+
+from infra.pipeline_stack import SMOKE_PYTHONPATH
 from offline import smoke
 from tests.terminal.fake_server import WORDS, FakeServer
 
 REPO = Path(__file__).resolve().parents[2]
 # What the smoke step has: the standard library, websockets, and the checked-out source
-# (of which the terminal client uses none but itself).
-ALLOWED = set(sys.stdlib_module_names) | {"websockets", "terminal_client"}
+# (of which the terminal client uses none but itself and the protocol's contract).
+ALLOWED = set(sys.stdlib_module_names) | {"websockets", "terminal_client", "llambda"}
 
 
 def imported(path: Path) -> set[str]:
@@ -34,6 +39,38 @@ def test_the_smoke_step_needs_only_websockets_and_the_source():
     }
     assert beyond == set()
     assert "from terminal_client.client import" in (REPO / "offline" / "smoke.py").read_text()
+    llambda = {
+        f"{path.relative_to(REPO)}: {module}"
+        for path in files
+        for module in _modules(path)
+        if module.split(".")[0] == "llambda" and module != "llambda.contract"
+    }
+    assert llambda == set()  # of the runtime, only its contract (standard library only)
+
+
+def _modules(path: Path) -> set[str]:
+    return {
+        node.module
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+    }
+
+
+def test_the_smoke_step_starts_with_only_websockets_and_its_pythonpath(tmp_path):
+    # As the pipeline runs it: no site-packages but websockets, the repo as the working
+    # directory, and the smoke command's PYTHONPATH.
+    (tmp_path / "websockets").symlink_to(Path(websockets.__file__).parent)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{SMOKE_PYTHONPATH}{os.pathsep}{tmp_path}"}
+    run = subprocess.run(
+        [sys.executable, "-S", "-m", "offline.smoke", "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "usage:" in run.stdout
 
 
 def test_smoke_passes_on_a_whole_reply_and_prints_it(capsys):

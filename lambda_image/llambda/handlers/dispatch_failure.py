@@ -14,6 +14,7 @@ from typing import Any
 
 from llambda import protocol
 from llambda.connections import ConnectionStore
+from llambda.contract import ErrorCode
 from llambda.conversations import ConversationStore
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.handlers import aws
@@ -46,13 +47,13 @@ def failure_message(record: dict[str, Any]) -> dict[str, Any]:
     condition = (record.get("requestContext") or {}).get("condition", "")
     if (record.get("responseContext") or {}).get("functionError"):
         return protocol.error(
-            protocol.ENGINE_ERROR, "The reply failed before it finished; try again."
+            ErrorCode.ENGINE_ERROR, "The reply failed before it finished; try again."
         )
     if condition == "EventAgeExceeded":
         return protocol.error(
-            protocol.UNAVAILABLE, "The server was too busy to answer in time; try again."
+            ErrorCode.UNAVAILABLE, "The server was too busy to answer in time; try again."
         )
-    return protocol.error(protocol.UNAVAILABLE, "The server could not answer; try again.")
+    return protocol.error(ErrorCode.UNAVAILABLE, "The server could not answer; try again.")
 
 
 def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:

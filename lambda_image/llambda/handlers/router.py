@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 
 from llambda import protocol
 from llambda.connections import ConnectionStore
+from llambda.contract import ErrorCode
 from llambda.conversations import (
     Admitted,
     Busy,
@@ -223,16 +224,16 @@ def refuse(
 ) -> None:
     """Tell the client why the conversation store refused its message, and count it."""
     if isinstance(refused, NotFound):
-        code = protocol.NOT_FOUND
+        code = ErrorCode.NOT_FOUND
         text = "No such conversation: it expired or was forgotten. Start a new one."
     elif isinstance(refused, NotAttached):
-        code = protocol.NOT_ATTACHED
+        code = ErrorCode.NOT_ATTACHED
         text = "This conversation is open on another connection; attach it to continue here."
     elif isinstance(refused, RateLimited):
-        code = protocol.RATE_LIMITED
+        code = ErrorCode.RATE_LIMITED
         text = f"Too many messages: at most {settings.messages_per_minute} chats a minute."
     else:
-        code, text = protocol.BUSY, "A reply is still running; wait for it or stop it."
+        code, text = ErrorCode.BUSY, "A reply is still running; wait for it or stop it."
     count_error(code)
     send(protocol.error(code, text))
 
@@ -265,8 +266,8 @@ def _invoke(
     except Exception:
         logger.exception("dispatch failed")
         deps.conversations.release_lease(conversation, reply_id)
-        count_error(protocol.UNAVAILABLE)
-        send(protocol.error(protocol.UNAVAILABLE, "The model is unavailable; try again shortly."))
+        count_error(ErrorCode.UNAVAILABLE)
+        send(protocol.error(ErrorCode.UNAVAILABLE, "The model is unavailable; try again shortly."))
         return None
     logger.info("dispatched", extra={"reply_id": reply_id, "prompt_chars": len(chat.prompt)})
     return reply_id
@@ -322,8 +323,8 @@ def route(event: dict[str, Any], deps: RouterDeps, send: Send | None = None) -> 
         on_message(ws_event, deps, send)
     except Exception:
         logger.exception("message handling failed")
-        count_error(protocol.UNAVAILABLE)
-        send(protocol.error(protocol.UNAVAILABLE, "Something went wrong; try again."))
+        count_error(ErrorCode.UNAVAILABLE)
+        send(protocol.error(ErrorCode.UNAVAILABLE, "Something went wrong; try again."))
     return OK
 
 
