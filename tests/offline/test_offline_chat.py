@@ -143,6 +143,34 @@ def test_bad_input_gets_a_clear_error_and_the_connection_stays(cloud, frame, cod
     assert pong == {"type": "pong"}
 
 
+def test_a_prompt_under_the_character_cap_but_over_the_context_is_refused_and_the_chat_goes_on(
+    cloud,
+):
+    """2,700 CJK characters pass the 8,000-character cap, but at ~3 tokens each not the
+    model's 8,192-token context: the client gets `context_length_exceeded` (not
+    `engine_error`) with the numbers, and the conversation answers its next message."""
+    too_long = "漢" * 2700
+
+    async def scenario():
+        async with connect(cloud) as ws:
+            await chat(ws, "Say hello.", max_tokens=8)
+            _, first = await until_done(ws)
+            # As a browser sends it: the frame's JSON is UTF-8, not \u escapes.
+            frame = {"action": "chat", "prompt": too_long, "conversation": conversation_of(ws)}
+            await ws.send(json.dumps(frame, ensure_ascii=False))
+            deltas, refused = await until_done(ws)
+            await chat(ws, "Say hello again.", max_tokens=8)
+            _, after = await until_done(ws)
+            return first, deltas, refused, after
+
+    first, deltas, refused, after = run(scenario())
+    assert first["type"] == "done", (first, diagnostics(cloud))
+    assert deltas == []
+    assert refused["type"] == "error" and refused["code"] == "context_length_exceeded", refused
+    assert "tokens" in refused["message"] and "8192" in refused["message"]
+    assert after["type"] == "done", (after, diagnostics(cloud))
+
+
 def test_a_frame_over_128_kb_closes_with_1009(cloud):
     async def scenario():
         async with connect(cloud, max_size=None) as ws:

@@ -325,3 +325,31 @@ def context() -> LambdaContext:
         deadline_ms=int(time.time() * 1000) + 60_000,
         function_arn=f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:test",
     )
+
+
+# What Powertools emits: CloudWatch embedded metric format (EMF) records on stdout ------
+
+
+def emitted_metrics(output: str) -> list[tuple[str, dict[str, str]]]:
+    """Each metric in the EMF records of `output`: its name and the record's dimensions."""
+    found = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "_aws" not in record:
+            continue
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            dimensions = {d: record[d] for group in directive["Dimensions"] for d in group}
+            found.extend((metric["Name"], dimensions) for metric in directive["Metrics"])
+    return found
+
+
+def counted_error_codes(output: str) -> list[str]:
+    """The `code` of each `Errors` metric in `output`."""
+    from llambda import contract
+
+    return [
+        dims["code"] for name, dims in emitted_metrics(output) if name == contract.METRIC_ERRORS
+    ]

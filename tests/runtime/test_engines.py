@@ -8,7 +8,9 @@ import inspect
 import picollm
 import pytest
 
-from llambda.engines import EngineError, GenerationRequest, load_engine
+from llambda.contract import ErrorCode
+from llambda.engines import ContextLengthExceeded, EngineError, GenerationRequest, load_engine
+from llambda.engines.base import MIN_REPLY_TOKENS
 from llambda.engines.picollm_engine import (
     ENDPOINT_REASONS,
     PicoLLMEngine,
@@ -134,6 +136,89 @@ def test_llama_drops_oldest_turns_to_fit_the_context():
 def test_llama_prompt_over_the_context_is_an_engine_error(llama_engine):
     with pytest.raises(EngineError, match="context"):
         llama_engine.generate(ask("word " * 9000, max_tokens=4), lambda _: None, lambda: False)
+
+
+def test_an_emoji_prompt_under_the_character_cap_but_over_the_context_is_the_users(
+    llama_engine,
+):
+    """2,950 emoji are within the 8,000-character cap, yet ~3 tokens each: the prompt
+    alone overflows the 8,192-token context. The user's input, with its own code."""
+    prompt = "\N{GRINNING FACE}" * 2950
+    tokens = len(llama_engine.tokenize_messages([{"role": "user", "content": prompt}]))
+    assert tokens > llama_engine.context_length  # the model's own count, not characters
+    with pytest.raises(ContextLengthExceeded) as refused:
+        llama_engine.generate(ask(prompt, max_tokens=256), lambda _: None, lambda: False)
+    assert refused.value.code == ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    limit = llama_engine.context_length - MIN_REPLY_TOKENS
+    assert (refused.value.prompt_tokens, refused.value.limit) == (tokens, limit)
+    assert f"{tokens} tokens" in str(refused.value) and f"at most {limit}" in str(refused.value)
+
+
+@pytest.fixture(scope="module")
+def small_llama():
+    """The tiny model with a 512-token context, so the context's edges are cheap to reach."""
+    from llambda.engines.llamacpp_engine import LlamaCppEngine
+    from offline.default_model import default_model_path
+
+    return LlamaCppEngine.load(str(default_model_path()), n_ctx=512, n_threads=1)
+
+
+def prompt_of(engine, tokens: int) -> str:
+    """A user message whose rendered prompt is exactly `tokens` of `engine`'s tokens."""
+
+    def count(words: int) -> int:
+        text = " ".join(["word"] * words)
+        return len(engine.tokenize_messages([{"role": "user", "content": text}]))
+
+    words = tokens - count(0)
+    while count(words) > tokens:  # the template's own tokens around the message
+        words -= 1
+    assert count(words) == tokens
+    return " ".join(["word"] * words)
+
+
+def test_history_gives_way_so_the_reply_keeps_its_max_tokens(small_llama):
+    old = "猫" * 100  # ~330 tokens an exchange's half: two of them cannot stay
+    messages = [
+        {"role": "user", "content": old},
+        {"role": "assistant", "content": old},
+        {"role": "user", "content": "old question"},
+        {"role": "assistant", "content": "old answer"},
+        {"role": "user", "content": "new question"},
+    ]
+    fitted = small_llama.fit(GenerationRequest(messages=messages, max_tokens=100))
+    assert fitted.messages == messages[2:]  # the oldest exchange went, the next stayed
+    assert fitted.max_tokens == 100
+    assert len(fitted.tokens) == len(small_llama.tokenize_messages(messages[2:]))
+
+
+def test_a_long_prompt_that_fits_gets_what_is_left_of_the_context(small_llama):
+    """Room for less than max_tokens, but at least MIN_REPLY_TOKENS: answered, with the
+    reply capped so the two never overflow the context (reason `length` when it hits)."""
+    prompt = prompt_of(small_llama, 512 - MIN_REPLY_TOKENS)
+    messages = [
+        {"role": "user", "content": "earlier"},
+        {"role": "assistant", "content": "reply"},
+        {"role": "user", "content": prompt},
+    ]
+    request = GenerationRequest(messages=messages, max_tokens=200, temperature=0)
+    fitted = small_llama.fit(request)
+    assert fitted.messages == messages[2:] and fitted.max_tokens == MIN_REPLY_TOKENS
+    result = small_llama.generate(request, lambda _: None, lambda: False)
+    assert result.prompt_tokens == 512 - MIN_REPLY_TOKENS
+    assert result.completion_tokens <= MIN_REPLY_TOKENS
+
+
+def test_a_prompt_leaving_less_than_the_least_reply_is_refused(small_llama):
+    prompt = prompt_of(small_llama, 512 - MIN_REPLY_TOKENS + 1)
+    with pytest.raises(ContextLengthExceeded) as refused:
+        small_llama.fit(ask(prompt, max_tokens=200))
+    assert (refused.value.prompt_tokens, refused.value.limit) == (
+        512 - MIN_REPLY_TOKENS + 1,
+        512 - MIN_REPLY_TOKENS,
+    )
+    # A client asking for fewer tokens than the least reply needs only those.
+    assert small_llama.fit(ask(prompt, max_tokens=8)).max_tokens == 8
 
 
 def test_load_errors_are_engine_errors(tmp_path):
@@ -372,4 +457,66 @@ def test_picollm_generate_drops_the_oldest_turns_to_fit_the_context():
     )
     [(_, (prompt,), _)] = [c for c in stand_in.calls if c[0] == "generate"]
     assert "new question" in prompt and "old" not in prompt
+    assert_calls_fit_the_installed_picollm(stand_in)
+
+
+def pico_words(engine, words: int) -> int:
+    """The prompt tokens of one user message of `words` words, by the adapter's own count."""
+    return len(engine.tokenize_messages([{"role": "user", "content": " ".join(["w"] * words)}]))
+
+
+def test_picollm_caps_the_reply_at_what_the_prompt_leaves_of_the_context():
+    stand_in = StandInPicoLLM(["ok"], context_length=300)
+    engine = PicoLLMEngine(stand_in)
+    words = 300 - MIN_REPLY_TOKENS - pico_words(engine, 0) - 6  # leaves 70 tokens
+    assert 300 - pico_words(engine, words) == MIN_REPLY_TOKENS + 6
+    messages = [{"role": "user", "content": " ".join(["w"] * words)}]
+    engine.generate(
+        GenerationRequest(messages=messages, max_tokens=200), lambda _: None, lambda: False
+    )
+    [kwargs] = [c[2] for c in stand_in.calls if c[0] == "generate"]
+    assert kwargs["completion_token_limit"] == MIN_REPLY_TOKENS + 6
+    assert_calls_fit_the_installed_picollm(stand_in)
+
+
+def test_picollm_refuses_a_prompt_that_cannot_fit_before_generating():
+    stand_in = StandInPicoLLM(["ok"], context_length=300)
+    engine = PicoLLMEngine(stand_in)
+    words = 300 - MIN_REPLY_TOKENS - pico_words(engine, 0) + 1
+    messages = [{"role": "user", "content": " ".join(["w"] * words)}]
+    stand_in.calls.clear()
+    with pytest.raises(ContextLengthExceeded) as refused:
+        engine.generate(
+            GenerationRequest(messages=messages, max_tokens=200), lambda _: None, lambda: False
+        )
+    assert refused.value.code == "context_length_exceeded"
+    assert (refused.value.prompt_tokens, refused.value.limit) == (
+        300 - MIN_REPLY_TOKENS + 1,
+        300 - MIN_REPLY_TOKENS,
+    )
+    assert [c[0] for c in stand_in.calls if c[0] == "generate"] == []
+    # Each count is picoLLM's tokenizer over the prompt its dialog rendered, with BOS.
+    [(_, (text,), kwargs)] = [c for c in stand_in.calls if c[0] == "tokenize"]
+    assert text == build_prompt(picollm.Phi2ChatDialog(history=None), messages)
+    assert kwargs == {"bos": True, "eos": False}
+    assert_calls_fit_the_installed_picollm(stand_in)
+
+
+class FailingTokenizer(StandInPicoLLM):
+    def tokenize(self, text, bos, eos):
+        super().tokenize(text, bos, eos)
+        raise picollm.PicoLLMRuntimeError("tokenizer failed for KEY123")
+
+
+def test_a_picollm_tokenizer_failure_is_an_engine_error_without_the_key():
+    stand_in = FailingTokenizer(["ok"], context_length=300)
+    engine = PicoLLMEngine(stand_in, access_key="KEY123")
+    with pytest.raises(EngineError) as failed:
+        engine.generate(
+            GenerationRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8),
+            lambda _: None,
+            lambda: False,
+        )
+    assert type(failed.value) is EngineError and failed.value.code == "engine_error"
+    assert str(failed.value) == "picoLLM failed: tokenizer failed for ***"
     assert_calls_fit_the_installed_picollm(stand_in)

@@ -15,9 +15,9 @@ from llambda.engines import Engine, EngineError, GenerationResult
 from llambda.handlers import aws
 from llambda.handlers.inference import EngineSource, InferenceDeps, run_reply
 from llambda.sender import StreamSender, connection_poster
-from llambda.settings import InferenceSettings
+from llambda.settings import InferenceSettings, RouterSettings
 
-from .conftest import new_id
+from .conftest import counted_error_codes, emitted_metrics, new_id
 
 
 class Loaded(EngineSource):
@@ -181,6 +181,94 @@ def test_history_is_trimmed_to_its_cap(store, connections, llama_engine, table):
     turns = store.history(dispatch.conversation_id)
     assert turns[0] == {"role": "user", "content": "b" * 20}  # the older exchange dropped
     assert sum(len(t["content"]) for t in turns) <= 150
+
+
+@pytest.fixture(scope="module")
+def small_context_engine():
+    """The tiny model with a 512-token context: a few long turns overflow it."""
+    from llambda.engines.llamacpp_engine import LlamaCppEngine
+    from offline.default_model import default_model_path
+
+    return LlamaCppEngine.load(str(default_model_path()), n_ctx=512, n_threads=1)
+
+
+def test_an_emoji_and_cjk_conversation_of_ten_long_turns_keeps_answering(
+    store, connections, small_context_engine, settings, capsys
+):
+    """Each turn is ~200 tokens (an emoji or a CJK character is ~3): the stored turns soon
+    hold far more than the context, yet every reply is answered from the latest exchanges
+    that fit, counted in the model's own tokens, with room for the reply."""
+    engine, max_tokens = small_context_engine, 24
+    prompts = ["\N{GRINNING FACE}" * 60, "漢字を書く" * 12] * 5
+    engines = Loaded(engine)
+    dispatch = None
+    capsys.readouterr()
+    for turn, prompt in enumerate(prompts):
+        if dispatch is None:
+            dispatch = start(store, connections, prompt=prompt, max_tokens=max_tokens)
+            peer = connections.registry.get(dispatch.connection_id)
+        else:
+            dispatch = again(store, connections, dispatch, prompt=prompt, max_tokens=max_tokens)
+        outcome = run(dispatch, store, connections, engines, settings)
+        done = peer.messages[-1]
+        assert done["type"] == "done", (turn, done)
+        assert outcome.outcome == "done"
+        alone = len(engine.tokenize_messages([{"role": "user", "content": prompt}]))
+        assert done["usage"]["prompt_tokens"] + max_tokens <= engine.context_length
+        if turn > 0:
+            assert done["usage"]["prompt_tokens"] > alone  # the latest exchange came along
+    turns = store.history(dispatch.conversation_id)
+    assert len(turns) == 20  # all kept: within historyMaxChars...
+    assert len(engine.tokenize_messages(turns)) > 3 * engine.context_length  # ...not tokens
+    assert counted_error_codes(capsys.readouterr().out) == []
+
+
+def test_a_prompt_too_long_for_the_context_is_the_users_and_no_engine_error(
+    lambda_env, monkeypatch, store, connections, context, capsys
+):
+    """Through the real handler: 2,950 emoji pass the 8,000-character cap but not the
+    8,192-token context. The client gets `context_length_exceeded` with the numbers; the
+    metrics count it under that code, never `engine_error`; the conversation goes on."""
+    from offline.default_model import default_model_path
+
+    monkeypatch.setenv("ENGINE", "llamacpp")
+    monkeypatch.setenv("MODEL_PATH", str(default_model_path()))
+    from llambda.handlers import inference
+
+    inference.DEPS.reset()
+    prompt = "\N{GRINNING FACE}" * 2950
+    assert len(prompt) <= RouterSettings.from_env().max_prompt_chars  # the router lets it by
+    first = start(store, connections, prompt="Say hello.", max_tokens=8)
+    peer = connections.registry.get(first.connection_id)
+    assert inference.handler(first.to_event(), context)["outcome"] == "done"
+    capsys.readouterr()
+
+    too_long = again(store, connections, first, prompt=prompt, max_tokens=256)
+    answer = inference.handler(too_long.to_event(), context)
+    assert answer == {
+        "outcome": "error",
+        "reason": None,
+        "completionTokens": 0,
+        "errorCode": "context_length_exceeded",
+    }
+    error = peer.messages[-1]
+    assert error["type"] == "error" and error["code"] == "context_length_exceeded"
+    tokens = len(
+        inference.DEPS.get().engines.engine.tokenize_messages([{"role": "user", "content": prompt}])
+    )
+    assert f"The message is {tokens} tokens" in error["message"]
+    assert "at most 8128" in error["message"] and "8192" in error["message"]
+    emitted = capsys.readouterr().out
+    assert counted_error_codes(emitted) == ["context_length_exceeded"]
+    assert "Replies" not in [name for name, _ in emitted_metrics(emitted)]
+    assert "replyId" not in store.get(first.conversation_id)  # the lease is free
+    assert len(store.history(first.conversation_id)) == 2  # nothing of it kept
+
+    after = again(store, connections, first, prompt="Say hello again.", max_tokens=8)
+    assert inference.handler(after.to_event(), context)["outcome"] == "done"
+    emitted = capsys.readouterr().out
+    assert counted_error_codes(emitted) == []
+    assert "Replies" in [name for name, _ in emitted_metrics(emitted)]
 
 
 def test_stop_through_the_store_ends_with_stopped(store, connections, llama_engine, settings):

@@ -4,6 +4,7 @@ when an engine loads, so importing this package stays cheap."""
 from __future__ import annotations
 
 from llambda.engines.base import (
+    ContextLengthExceeded,
     Engine,
     EngineError,
     GenerationRequest,
@@ -28,6 +29,7 @@ def load_engine(kind: str, model_path: str, access_key: str | None = None) -> En
 
 __all__ = [
     "KINDS",
+    "ContextLengthExceeded",
     "Engine",
     "EngineError",
     "GenerationRequest",

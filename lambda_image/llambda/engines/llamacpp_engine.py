@@ -21,9 +21,10 @@ from llambda.engines.base import (
     GenerationResult,
     SerialEngine,
 )
-from llambda.history import Message, drop_oldest_turns
+from llambda.history import Message
 
-# Context window: room for the kept history, the longest prompt and the longest reply.
+# Context window: room for the kept history, the longest prompt and the longest reply
+# (the latest exchanges that fit are kept: `SerialEngine.fit`).
 DEFAULT_N_CTX = 8192
 # llama-cpp-python's own sampling defaults, used when the client sets none.
 DEFAULT_TEMPERATURE = 0.8
@@ -77,7 +78,7 @@ class LlamaCppEngine(SerialEngine):
         return cls(llm, formatter)
 
     @property
-    def n_ctx(self) -> int:
+    def context_length(self) -> int:
         return self._llm.n_ctx()
 
     def tokenize_messages(self, messages: list[Message]) -> list[int]:
@@ -98,22 +99,8 @@ class LlamaCppEngine(SerialEngine):
         on_text: Callable[[str], None],
         should_stop: Callable[[], bool],
     ) -> GenerationResult:
-        if not request.messages:
-            raise EngineError("Nothing to answer: the conversation is empty.")
-        n_ctx = self.n_ctx
-        cache: dict[int, list[int]] = {}
-
-        def fits(messages: list[Message]) -> bool:
-            cache[len(messages)] = self.tokenize_messages(messages)
-            return len(cache[len(messages)]) + request.max_tokens <= n_ctx
-
-        messages = drop_oldest_turns(request.messages, fits)
-        tokens = cache.get(len(messages)) or self.tokenize_messages(messages)
-        if len(tokens) >= n_ctx:
-            raise EngineError(
-                f"The prompt is {len(tokens)} tokens; the model's context holds {n_ctx}."
-            )
-        max_tokens = min(request.max_tokens, n_ctx - len(tokens))
+        fitted = self.fit(request)
+        tokens, max_tokens = fitted.tokens, fitted.max_tokens
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         holdback = max((len(s) for s in request.stop), default=1) - 1

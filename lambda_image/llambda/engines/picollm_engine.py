@@ -13,14 +13,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from llambda import protocol
+from llambda.contract import ErrorCode
 from llambda.engines.base import (
     EngineError,
     GenerationRequest,
     GenerationResult,
     SerialEngine,
 )
-from llambda.history import Message, drop_oldest_turns
+from llambda.history import Message
 
 # picoLLM's endpoint names → our done reasons.
 ENDPOINT_REASONS = {
@@ -67,7 +67,7 @@ ACTIVATION_ERRORS = (
 class ActivationError(EngineError):
     """picoLLM could not activate its AccessKey; the client gets `activation_limit`."""
 
-    code = protocol.ACTIVATION_LIMIT
+    code = ErrorCode.ACTIVATION_LIMIT
 
 
 def engine_error(error: Exception, *, access_key: str = "") -> EngineError:
@@ -148,6 +148,13 @@ class PicoLLMEngine(SerialEngine):
             return EngineError(f"The model {self._pllm.model} has no chat template.")
         return None
 
+    @property
+    def context_length(self) -> int:
+        return self._pllm.context_length
+
+    def tokenize_messages(self, messages: list[Message]) -> list[int]:
+        return list(self._pllm.tokenize(self._prompt(messages), bos=True, eos=False))
+
     def _prompt(self, messages: list[Message]) -> str:
         system = next((m["content"] for m in messages if m["role"] == "system"), None)
         return build_prompt(self._pllm.get_dialog(history=None, system=system), messages)
@@ -158,13 +165,8 @@ class PicoLLMEngine(SerialEngine):
         on_text: Callable[[str], None],
         should_stop: Callable[[], bool],
     ) -> GenerationResult:
-        limit = self._pllm.context_length
-
-        def fits(messages: list[Message]) -> bool:
-            tokens = self._pllm.tokenize(self._prompt(messages), bos=True, eos=False)
-            return len(tokens) + request.max_tokens <= limit
-
-        prompt = self._prompt(drop_oldest_turns(request.messages, fits))
+        fitted = self.fit(request)
+        prompt = self._prompt(fitted.messages)
 
         def stream(text: str) -> None:
             if self._interrupted.is_set() or should_stop():
@@ -174,7 +176,8 @@ class PicoLLMEngine(SerialEngine):
             on_text(text)
 
         kwargs: dict[str, Any] = {
-            "completion_token_limit": request.max_tokens,
+            # What the prompt leaves of the context: picoLLM would otherwise run past it.
+            "completion_token_limit": fitted.max_tokens,
             "stop_phrases": set(request.stop) or None,
             "stream_callback": stream,
         }

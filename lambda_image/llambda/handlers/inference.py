@@ -23,10 +23,17 @@ from typing import Any
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
 
-from llambda import protocol
+from llambda import contract, protocol
+from llambda.contract import ErrorCode
 from llambda.conversations import Attachment, ConversationStore, ReplyState
 from llambda.dispatch import Dispatch, MalformedDispatch
-from llambda.engines import Engine, EngineError, GenerationRequest, load_engine
+from llambda.engines import (
+    ContextLengthExceeded,
+    Engine,
+    EngineError,
+    GenerationRequest,
+    load_engine,
+)
 from llambda.handlers import aws
 from llambda.observability import (
     count_error,
@@ -356,22 +363,32 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
             extra={"reason": result.reason, "tokens": result.completion_tokens, "ttft_ms": ttft_ms},
         )
         return ReplyOutcome("done", result.reason, result.completion_tokens)
+    except ContextLengthExceeded as refused:
+        # The user's input, not a failure: counted under its own code, never engine_error.
+        logger.info(
+            "prompt does not fit the context",
+            extra={"prompt_tokens": refused.prompt_tokens, "limit": refused.limit},
+        )
+        count_error(refused.code)
+        free_conversation()
+        sender.close(protocol.error(refused.code, str(refused)))
+        return ReplyOutcome("error", error_code=refused.code)
     except EngineError as failure:
         logger.exception("engine error")
         # An engine may name a more specific code (picoLLM's activation_limit).
-        code = getattr(failure, "code", protocol.ENGINE_ERROR)
+        code = getattr(failure, "code", ErrorCode.ENGINE_ERROR)
         count_error(code)
         free_conversation()
         sender.close(protocol.error(code, str(failure)))
         return ReplyOutcome("error", error_code=code)
     except Exception:
         logger.exception("reply failed")
-        count_error(protocol.ENGINE_ERROR)
+        count_error(ErrorCode.ENGINE_ERROR)
         free_conversation()
         sender.close(
-            protocol.error(protocol.ENGINE_ERROR, "The reply failed unexpectedly; try again.")
+            protocol.error(ErrorCode.ENGINE_ERROR, "The reply failed unexpectedly; try again.")
         )
-        return ReplyOutcome("error", error_code=protocol.ENGINE_ERROR)
+        return ReplyOutcome("error", error_code=ErrorCode.ENGINE_ERROR)
     finally:
         if watcher is not None:
             watcher.finish()
@@ -386,7 +403,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         dispatch = Dispatch.from_event(event)
     except MalformedDispatch as malformed:
         logger.error("malformed dispatch event", extra={"why": str(malformed)})
-        metrics.add_metric(name="InvalidDispatches", unit="Count", value=1)
+        metrics.add_metric(name=contract.METRIC_INVALID_DISPATCHES, unit="Count", value=1)
         return {"outcome": "invalid"}
     logger.append_keys(
         connection_id=dispatch.connection_id,
