@@ -1,5 +1,5 @@
 """The stack's one DynamoDB table, as the runtime sees it: a single-table design whose
-partition key holds a typed id (`connection#…`, `conversation#…`), declared in
+partition key holds a typed id (`conversation#…`), declared in
 infra/constructs/conversation_table.py; its key and TTL attribute are the contract's."""
 
 from __future__ import annotations

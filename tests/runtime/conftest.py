@@ -178,21 +178,13 @@ def moto_server() -> Iterator[Moto]:
 
 @pytest.fixture(scope="session")
 def table(moto_server: Moto, assemblies) -> str:
-    """The connection table as the synthesized stage declares it (key schema, TTL)."""
+    """The stack's table as the synthesized stage declares it (key schema, TTL)."""
     assembly = StageAssembly.load(assemblies.get(), TWIN_STAGE)
     resolver = Resolver(assembly, region="us-east-1", account_id=ACCOUNT_ID)
     tables, _ = blueprint.data_plans(assembly, resolver)
     [plan] = tables
     moto_server.client("dynamodb").create_table(**plan.create_table)
     return plan.create_table["TableName"]
-
-
-@pytest.fixture
-def store(moto_server: Moto, table: str):
-    """The connection records."""
-    from llambda.connections import ConnectionStore
-
-    return ConnectionStore(moto_server.client("dynamodb"), table)
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ the synthesized stage declares."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 from infra.config import DEV, DYNAMODB_ITEM_BYTES, PROD
-from llambda.connections import ConnectionStore
 from llambda.conversations import (
     Busy,
     ConversationStore,
@@ -35,7 +33,6 @@ class Clocked:
         self.writes = 0
         self.client.meta.events.register("before-call.dynamodb.UpdateItem", self._count)
         self.store = ConversationStore(self.client, table, clock_ms=lambda: self.ms)
-        self.connections = ConnectionStore(self.client, table, clock_ms=lambda: self.ms)
 
     def _count(self, **_) -> None:
         self.writes += 1
@@ -78,27 +75,6 @@ class Clocked:
 @pytest.fixture
 def clocked(moto_server, table) -> Clocked:
     return Clocked(moto_server, table)
-
-
-# Connections ---------------------------------------------------------------------------
-
-
-def test_a_connection_record_has_its_times_and_goes_with_disconnect(moto_server, table):
-    connections = ConnectionStore(moto_server.client("dynamodb"), table)
-    cid = new_id()
-    before = time.time()
-    connections.put(cid, source_ip="1.2.3.4", origin="http://localhost:8787", ttl_seconds=7800)
-    after = time.time()
-    item = connections.get(cid)
-    assert item["pk"] == {"S": "connection#" + cid}
-    assert item["sourceIp"] == {"S": "1.2.3.4"}
-    assert item["origin"] == {"S": "http://localhost:8787"}
-    # DynamoDB deletes an item once `expiresAt`, in epoch seconds, has passed.
-    assert int(before * 1000) <= int(item["connectedAt"]["N"]) <= int(after * 1000)
-    assert int(before) + 7800 <= int(item["expiresAt"]["N"]) <= int(after) + 7800
-    connections.delete(cid)
-    assert connections.get(cid) is None
-    connections.delete(cid)  # deleting twice is fine
 
 
 # Starting and admitting ----------------------------------------------------------------

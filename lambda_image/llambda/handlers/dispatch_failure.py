@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from llambda import protocol
-from llambda.connections import ConnectionStore
 from llambda.contract import ErrorCode
 from llambda.conversations import ConversationStore
 from llambda.dispatch import Dispatch, MalformedDispatch
@@ -27,7 +26,6 @@ from llambda.settings import DispatchFailureSettings
 class DispatchFailureDeps:
     """What this function uses, built once per instance (`DEPS`) or by a test."""
 
-    store: ConnectionStore
     conversations: ConversationStore
     connections: aws.ManagementApis
 
@@ -36,7 +34,6 @@ class DispatchFailureDeps:
         settings = DispatchFailureSettings.from_env()
         dynamodb = aws.dynamodb()
         return cls(
-            store=ConnectionStore(dynamodb, settings.table_name),
             conversations=ConversationStore(dynamodb, settings.table_name),
             connections=aws.ManagementApis(),
         )
@@ -92,7 +89,7 @@ def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
             post(protocol.encode(protocol.in_conversation(frame, dispatch.conversation_id)))
         told = True
     except ConnectionGone:
-        deps.store.delete(connection_id)
+        logger.info("client gone; it hears of the failure when it attaches again")
     except Exception:
         logger.exception("could not tell the client")
     deps.conversations.release_lease(dispatch.conversation_id, dispatch.reply_id)

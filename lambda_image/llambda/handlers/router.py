@@ -18,7 +18,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from llambda import protocol
-from llambda.connections import ConnectionStore
 from llambda.contract import ErrorCode
 from llambda.conversations import (
     Admitted,
@@ -54,7 +53,6 @@ class RouterDeps:
     """What the router uses, built once per instance (`DEPS`) or by a test."""
 
     settings: RouterSettings
-    store: ConnectionStore
     conversations: ConversationStore
     invoke: Invoke  # asynchronous invocation of the inference alias
     connections: aws.ManagementApis
@@ -67,7 +65,6 @@ class RouterDeps:
         dynamodb = aws.dynamodb()
         return cls(
             settings=settings,
-            store=ConnectionStore(dynamodb, settings.table_name),
             conversations=ConversationStore(dynamodb, settings.table_name),
             invoke=lambda_invoker(aws.lambda_client(), settings.inference_function),
             connections=aws.ManagementApis(),
@@ -85,19 +82,9 @@ def on_connect(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> dict[str, A
         logger.warning("refused: origin not allowed", extra={"origin": origin[:200]})
         count_error("forbidden_origin")
         return FORBIDDEN
-    deps.store.put(
-        ctx.connection_id,
-        source_ip=ctx.identity.source_ip,
-        origin=origin,
-        ttl_seconds=deps.settings.connection_ttl_seconds,
-    )
-    logger.info("connected")
-    return OK
-
-
-def on_disconnect(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> dict[str, Any]:
-    deps.store.delete(event.request_context.connection_id)
-    logger.info("disconnected")
+    # Nothing is stored per connection: API Gateway knows its connections, and where a
+    # conversation's replies go is on the conversation's item.
+    logger.info("connected", extra={"origin": origin[:200], "source_ip": ctx.identity.source_ip})
     return OK
 
 
@@ -288,7 +275,6 @@ def client_sender(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> Send:
             post(protocol.encode(message))
         except ConnectionGone:
             logger.info("client gone before the answer")
-            deps.store.delete(connection_id)
         except Exception:
             logger.exception("could not answer the client", extra={"type": message["type"]})
 
@@ -313,11 +299,9 @@ def route(event: dict[str, Any], deps: RouterDeps, send: Send | None = None) -> 
     if route_key == "$connect":
         return on_connect(ws_event, deps)
     if route_key == "$disconnect":
-        try:
-            return on_disconnect(ws_event, deps)
-        except Exception:
-            logger.exception("disconnect cleanup failed")  # the TTL removes it later
-            return OK
+        # A running reply notices by itself (its posts answer 410) and waits for an attach.
+        logger.info("disconnected")
+        return OK
     send = send or client_sender(ws_event, deps)
     try:
         on_message(ws_event, deps, send)
