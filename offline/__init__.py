@@ -14,7 +14,6 @@ DynamoDB and Secrets Manager, built from the stage's templates in `cdk.out`.
 - `iam.py` / `access.py`: each function's role, checked on every call it makes;
 - `moto_process.py` / `fault_proxy.py`: moto's server and the proxy before it;
 - `static_site.py` / `serving.py`: the stage's page, and the servers' thread;
-- `smoke.py`: the post-deploy smoke test (`python -m offline.smoke wss://...`).
 
 The architecture doc's "How the twin maps the template" says what each type becomes.
 """

@@ -9,7 +9,6 @@ on deploy. Nothing here names any particular app's resources.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -35,6 +34,12 @@ _STACK = "aws:cloudformation:stack"
 _NESTED_ASSEMBLY = "cdk:cloud-assembly"
 _ASSET_MANIFEST = "cdk:asset-manifest"
 _UNKNOWN = ("unknown-account", "unknown-region")
+# CDK decides at synth what a stage holds, so its templates carry no conditions; a template
+# that does would be deployed differently from how the twin would read it.
+_NO_CONDITIONS = (
+    "{}: the twin does not evaluate CloudFormation conditions (Fn::If, Condition); "
+    "decide in the CDK app instead"
+)
 
 
 class TemplateError(LookupError):
@@ -57,8 +62,6 @@ class Resource:
     metadata: Mapping[str, Any] = field(compare=False, repr=False)
     asset_dir: Path | None = field(compare=False, repr=False)
     """Absolute `aws:asset:path`: a folder, or a file for `file`-packaged assets."""
-    condition: str | None = field(default=None, compare=False, repr=False)
-    """The template's `Condition` for this resource, if any (see `Resolver.exists`)."""
 
     @property
     def construct_path(self) -> str:
@@ -104,6 +107,14 @@ class StageAssembly:
         self._assets = dict(assets)
         self._resources: dict[tuple[str, str], Resource] = {}
         for stack in stacks:
+            conditional = [
+                f"{stack.name}/{section}/{name}"
+                for section in ("Resources", "Outputs")
+                for name, body in stack.template.get(section, {}).items()
+                if "Condition" in body
+            ]
+            if stack.template.get("Conditions") or conditional:
+                raise TemplateError(_NO_CONDITIONS.format(", ".join(conditional) or stack.name))
             for logical_id, body in stack.template.get("Resources", {}).items():
                 metadata = body.get("Metadata") or {}
                 properties = body.get("Properties") or {}
@@ -118,7 +129,6 @@ class StageAssembly:
                     asset_dir=(stack.directory / asset).resolve()
                     if asset
                     else _asset_by_hash(properties, assets),
-                    condition=body.get("Condition"),
                 )
         self.stacks: Mapping[str, dict[str, Any]] = MappingProxyType(
             {name: stack.template for name, stack in self._stacks.items()}
@@ -368,18 +378,12 @@ class Resolver:
             return _NAME_FROM_REF[resource.type](self._set[key]["Ref"])
         return self._default_name(resource)
 
-    def exists(self, resource: Resource) -> bool:
-        """Whether CloudFormation would create `resource` (its `Condition` holds)."""
-        return resource.condition is None or self._condition(resource.condition, resource.stack)
-
     def output(self, stack: str, name: str) -> Any:
         """The resolved value of stack `stack`'s output `name`."""
         outputs = self._template(stack).get("Outputs", {})
         if name not in outputs:
             raise UnresolvedReference(f"stack {stack} has no output {name!r}")
         body = outputs[name]
-        if "Condition" in body and not self._condition(body["Condition"], stack):
-            raise UnresolvedReference(f"stack {stack} output {name} is not created")
         return self.resolve(body["Value"], stack)
 
     # -- intrinsics ---------------------------------------------------------------------
@@ -403,7 +407,10 @@ class Resolver:
             if key.startswith("Fn::"):
                 function = _FUNCTIONS.get(key)
                 if function is None:
-                    raise UnresolvedReference(f"stack {stack}: {key} is not supported")
+                    raise UnresolvedReference(
+                        f"stack {stack}: the twin does not resolve {key}; it resolves "
+                        f"{', '.join(SUPPORTED_INTRINSICS)} (the intrinsics CDK emits here)"
+                    )
                 return function(self, argument, stack)
         resolved = {k: self._resolve(v, stack) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
@@ -493,76 +500,12 @@ class Resolver:
             )
         return self.output(target, self._text(argument["OutputName"], stack))
 
-    def _import_value(self, argument: Any, stack: str) -> Any:
-        name = self._text(argument, stack)
-        found = [
-            (other, output)
-            for other, template in self.assembly.stacks.items()
-            for output, body in template.get("Outputs", {}).items()
-            if "Export" in body and self.resolve(body["Export"]["Name"], other) == name
-        ]
-        if len(found) != 1:
-            raise UnresolvedReference(
-                f"stack {stack}: Fn::ImportValue {name!r} matches {len(found)} exports"
-            )
-        return self.output(*found[0])
-
-    def _if(self, argument: Any, stack: str) -> Any:
-        name, when_true, when_false = argument
-        chosen = when_true if self._condition(name, stack) else when_false
-        return self._resolve(chosen, stack)
-
-    def _find_in_map(self, argument: Any, stack: str) -> Any:
-        names = [self._text(part, stack) for part in argument[:3]]
-        try:
-            value = self._template(stack)["Mappings"][names[0]][names[1]][names[2]]
-        except KeyError:
-            raise UnresolvedReference(f"stack {stack}: no mapping {'/'.join(names)}") from None
-        return value
-
-    def _base64(self, argument: Any, stack: str) -> str:
-        return base64.b64encode(self._text(argument, stack).encode()).decode()
-
-    def _get_azs(self, argument: Any, stack: str) -> list[str]:
-        return [f"{self.region}{zone}" for zone in "abc"]
-
-    def _condition(self, name: str, stack: str) -> bool:
-        conditions = self._template(stack).get("Conditions", {})
-        if name not in conditions:
-            raise UnresolvedReference(f"stack {stack} has no condition {name!r}")
-        with self._guard(stack, "condition", name):
-            return self._evaluate(conditions[name], stack)
-
-    def _evaluate(self, expression: Any, stack: str) -> bool:
-        if isinstance(expression, bool):
-            return expression
-        if not isinstance(expression, Mapping) or len(expression) != 1:
-            raise UnresolvedReference(f"stack {stack}: not a condition: {expression!r}")
-        ((key, argument),) = expression.items()
-        if key == "Condition":
-            return self._condition(argument, stack)
-        if key == "Fn::Equals":
-            left, right = (self._resolve(side, stack) for side in argument)
-            return _comparable(left) == _comparable(right)
-        if key == "Fn::Not":
-            return not self._evaluate(argument[0], stack)
-        if key == "Fn::And":
-            return all(self._evaluate(part, stack) for part in argument)
-        if key == "Fn::Or":
-            return any(self._evaluate(part, stack) for part in argument)
-        raise UnresolvedReference(f"stack {stack}: condition function {key} is not supported")
-
     # -- defaults -----------------------------------------------------------------------
 
     def _value(self, resource: Resource, key: str) -> Any:
         assigned = self._set.get((resource.stack, resource.logical_id), {})
         if key in assigned:
             return assigned[key]
-        if not self.exists(resource):
-            raise UnresolvedReference(
-                f"stack {resource.stack}: {resource.logical_id} is not created "
-                f"(condition {resource.condition} is false)"
-            )
         values = self._defaults(resource)
         if key not in values:
             raise UnresolvedReference(
@@ -756,12 +699,10 @@ _FUNCTIONS: dict[str, Callable[[Resolver, Any, str], Any]] = {
     "Fn::Select": Resolver._select,
     "Fn::Split": Resolver._split,
     "Fn::GetStackOutput": Resolver._get_stack_output,
-    "Fn::ImportValue": Resolver._import_value,
-    "Fn::If": Resolver._if,
-    "Fn::FindInMap": Resolver._find_in_map,
-    "Fn::Base64": Resolver._base64,
-    "Fn::GetAZs": Resolver._get_azs,
 }
+# Conditions and the intrinsics this app's synth never emits (Fn::If, Fn::ImportValue,
+# Fn::FindInMap, Fn::Base64, Fn::GetAZs...) are refused by name rather than half-done.
+SUPPORTED_INTRINSICS = ("Ref", *_FUNCTIONS)
 
 
 def _parameter(stack: str, name: str, parameter: Mapping[str, Any]) -> Any:
@@ -785,10 +726,6 @@ def _string(value: Any, stack: str, where: str) -> str:
     if isinstance(value, int | float):
         return str(value)
     raise UnresolvedReference(f"stack {stack}: {where} gives {value!r}, not a string")
-
-
-def _comparable(value: Any) -> Any:
-    return _string(value, "", "") if isinstance(value, bool | int | float) else value
 
 
 def _true(value: Any) -> bool:

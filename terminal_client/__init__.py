@@ -7,5 +7,5 @@
 - `cli.py`: the interactive front end, `python -m terminal_client URL [--token T]`.
 
 The client needs only the standard library and `websockets`: the pipeline's smoke step
-(`python -m offline.smoke`) and `make bench` use it too.
+(`python -m terminal_client.smoke`) and `make bench` use it too.
 """

@@ -132,7 +132,7 @@ def test_the_pipeline_needs_a_model_source(source, words):
 
 def test_the_smoke_step_waits_out_a_cold_start_and_names_the_secret_to_set(pipelined):
     template = pipeline_template(pipelined)
-    (smoke,) = [spec for spec in buildspecs(template).values() if "offline.smoke" in spec]
+    (smoke,) = [spec for spec in buildspecs(template).values() if "terminal_client.smoke" in spec]
     (command,) = json.loads(smoke)["phases"]["build"]["commands"]
     assert f"--timeout {SMOKE_TIMEOUT_SECONDS}" in command and SMOKE_TIMEOUT_SECONDS >= 300
     assert "put-secret-value --secret-id $ACCESS_KEY_SECRET_ARN" in command

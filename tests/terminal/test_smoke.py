@@ -1,5 +1,5 @@
-"""`python -m offline.smoke` speaks through the terminal client, and imports nothing the
-pipeline's smoke step does not install (it runs `pip install websockets` only)."""
+"""`python -m terminal_client.smoke` speaks through the terminal client, and imports
+nothing the pipeline's smoke step does not install (it runs `pip install websockets`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import websockets
 
 from infra.pipeline_stack import SMOKE_PYTHONPATH
-from offline import smoke
+from terminal_client import smoke
 from tests.terminal.fake_server import WORDS, FakeServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,13 +32,13 @@ def imported(path: Path) -> set[str]:
 
 
 def test_the_smoke_step_needs_only_websockets_and_the_source():
-    files = [REPO / "offline" / "smoke.py", REPO / "offline" / "__init__.py"]
-    files += sorted((REPO / "terminal_client").glob("*.py"))
+    files = sorted((REPO / "terminal_client").glob("*.py"))
     beyond = {
         f"{path.relative_to(REPO)}: {name}" for path in files for name in imported(path) - ALLOWED
     }
     assert beyond == set()
-    assert "from terminal_client.client import" in (REPO / "offline" / "smoke.py").read_text()
+    smoke_source = (REPO / "terminal_client" / "smoke.py").read_text()
+    assert "from terminal_client.client import" in smoke_source
     llambda = {
         f"{path.relative_to(REPO)}: {module}"
         for path in files
@@ -62,7 +62,7 @@ def test_the_smoke_step_starts_with_only_websockets_and_its_pythonpath(tmp_path)
     (tmp_path / "websockets").symlink_to(Path(websockets.__file__).parent)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{SMOKE_PYTHONPATH}{os.pathsep}{tmp_path}"}
     run = subprocess.run(
-        [sys.executable, "-S", "-m", "offline.smoke", "--help"],
+        [sys.executable, "-S", "-m", "terminal_client.smoke", "--help"],
         cwd=REPO,
         env=env,
         capture_output=True,

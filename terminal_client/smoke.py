@@ -1,6 +1,6 @@
 """Smoke test of a deployed (or local) chat: one streamed reply over the WebSocket.
 
-    python -m offline.smoke wss://abc.execute-api.eu-west-1.amazonaws.com/dev --token T
+    python -m terminal_client.smoke wss://abc.execute-api.eu-west-1.amazonaws.com/dev --token T
 
 Connects, sends one `chat`, and requires at least one `delta` (in order) and a `done`;
 prints the reply and its timings; exits non-zero (with the reason) on any failure. Used
@@ -89,7 +89,7 @@ def run_smoke(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m offline.smoke", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m terminal_client.smoke", description=__doc__)
     parser.add_argument("url", help="the WebSocket URL, e.g. wss://…/dev")
     parser.add_argument("--token", help="the $connect token, where the stage requires one")
     parser.add_argument("--prompt", default="Say hello in one short sentence.")
