@@ -8,6 +8,7 @@ stages are named `Pipeline-Dev` and `Pipeline-Prod`, so their stacks
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aws_cdk as cdk
@@ -27,10 +28,12 @@ SYNTH_COMMANDS = ["make synth"]
 # Dev has no provisioned concurrency: the first reply pays for pulling a multi-GB image and
 # loading the model, well past the smoke test's default two minutes.
 SMOKE_TIMEOUT_SECONDS = 600
+# The Node.js every CodeBuild job runs (the CDK CLI and cdk-assets are Node programs).
+NODE_VERSION = "22"
 # The terminal client reads the protocol's contract from the runtime package's folder.
 SMOKE_PYTHONPATH = "lambda_image"
 SMOKE_COMMAND = (
-    f"PYTHONPATH={SMOKE_PYTHONPATH} python -m offline.smoke "
+    f"PYTHONPATH={SMOKE_PYTHONPATH} python -m terminal_client.smoke "
     f'"$WEBSOCKET_URL" --timeout {SMOKE_TIMEOUT_SECONDS}'
 )
 # What a failed smoke test most often means on a first run, with the exact fix.
@@ -57,9 +60,34 @@ def model_fetch_commands(settings: PipelineSettings, models: dict[str, str]) -> 
         if url.startswith("s3://"):
             fetch = f'aws s3 cp --only-show-errors "{url}" "{target}"'
         else:
-            fetch = f'curl --fail --silent --show-error --location -o "{target}" "{url}"'
+            fetch = (
+                f'curl --fail --silent --show-error --location --create-dirs -o "{target}" "{url}"'
+            )
         commands.append(f'if [ -d "{context}" ] && docker info >/dev/null 2>&1; then {fetch}; fi')
     return commands
+
+
+def own_models_only(build_spec: str, models: dict[str, str]) -> str:
+    """`build_spec` with only the model fetches of the images this job publishes.
+
+    CDK Pipelines gives every asset job the same pre_build commands and the whole cloud
+    assembly, so without this each image job would download every stage's model.
+    """
+    spec = json.loads(build_spec)
+    phases = spec.get("phases", {})
+    build = " ".join(phases.get("build", {}).get("commands", []))
+    others = {h for h in models if f'publish "{h}:' not in build}
+    pre_build = phases.get("pre_build", {})
+    commands = [
+        command
+        for command in pre_build.get("commands", [])
+        if not any(f'"asset.{h}"' in command for h in others)
+    ]
+    if commands:
+        pre_build["commands"] = commands
+    else:
+        phases.pop("pre_build", None)
+    return json.dumps(spec, indent=2)
 
 
 def model_read_statements(
@@ -118,11 +146,28 @@ class PipelineStack(cdk.Stack):
                 commands=SYNTH_COMMANDS,
                 primary_output_directory="cdk.out",
             ),
+            # Every CodeBuild job: Node.js 22 (18 and 20 are past their end of life, and the
+            # CDK CLI warns on them) on the standard image CDK Pipelines defaults to.
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(
+                    build_image=codebuild.LinuxBuildImage.STANDARD_7_0
+                ),
+                partial_build_spec=codebuild.BuildSpec.from_object(
+                    {"phases": {"install": {"runtime-versions": {"nodejs": NODE_VERSION}}}}
+                ),
+            ),
             asset_publishing_code_build_defaults=pipelines.CodeBuildOptions(
                 partial_build_spec=codebuild.BuildSpec.from_object(
                     {"phases": {"pre_build": {"commands": model_fetch_commands(settings, models)}}}
                 ),
                 role_policy=model_read_statements(settings, set(models.values())),
+                # The image build compiles llama.cpp and copies a multi-GB model: a large
+                # builder, and Docker's layer cache kept on the build host between runs
+                # (best effort: CodeBuild keeps it while the host stays warm).
+                build_environment=codebuild.BuildEnvironment(
+                    compute_type=codebuild.ComputeType.LARGE
+                ),
+                cache=codebuild.Cache.local(codebuild.LocalCacheMode.DOCKER_LAYER),
             ),
             # Synth and self-mutation build nothing: CDK Pipelines gives the image asset
             # jobs their own Docker daemon.
@@ -154,6 +199,12 @@ class PipelineStack(cdk.Stack):
             ],
         )
         self.pipeline.build_pipeline()
+        for node in self.pipeline.node.find_all():
+            if isinstance(node, codebuild.CfnProject) and "/Assets/" in node.node.path:
+                source = cdk.Stack.of(node).resolve(node.source)
+                node.add_property_override(
+                    "Source.BuildSpec", own_models_only(source["buildSpec"], models)
+                )
         self._acknowledge_findings()
 
     def _acknowledge_findings(self) -> None:

@@ -17,8 +17,10 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.paths import LAMBDA_IMAGE_DIR
 
-# AWS's public Powertools for AWS Lambda (Python) v3 layer. Version 27 carries the 3.x line
-# pinned in pyproject.toml; bump both together (see the Powertools docs' "Lambda Layer" page).
+# AWS's public Powertools for AWS Lambda (Python) v3 layer, published from this account in
+# the commercial partition's regions (China and GovCloud have their own accounts, which this
+# ARN does not cover). Layer version 27 is Powertools 3.23.0; the tests and the twin run the
+# package pinned in pyproject.toml, which is newer: see docs/deploy.md, "Decided risks".
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python312-x86_64"
 POWERTOOLS_LAYER_VERSION = 27
@@ -35,10 +37,10 @@ RUNTIME_PACKAGE_EXCLUDE = [
 ]
 
 
-def powertools_layer_arn(region: str) -> str:
-    """The layer's ARN in `region` (a token for env-agnostic stacks)."""
+def powertools_layer_arn(partition: str, region: str) -> str:
+    """The layer's ARN in `region` of `partition` (tokens for env-agnostic stacks)."""
     return (
-        f"arn:aws:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+        f"arn:{partition}:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
         f"{POWERTOOLS_LAYER_NAME}:{POWERTOOLS_LAYER_VERSION}"
     )
 
@@ -82,7 +84,9 @@ class RuntimeFunction(Construct):
         self.log_group = log_group(self, "Logs", config=config)
         self.role = function_role(self, "Role", logs_to=self.log_group)
         powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", powertools_layer_arn(cdk.Stack.of(self).region)
+            self,
+            "Powertools",
+            powertools_layer_arn(cdk.Stack.of(self).partition, cdk.Stack.of(self).region),
         )
         self.function = lambda_.Function(
             self,

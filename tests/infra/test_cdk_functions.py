@@ -108,11 +108,21 @@ def test_zip_functions_use_the_runtime_package_and_powertools_layer(stateless):
         _, function = function_by_handler(stateless, handler)
         (layer,) = function["Properties"]["Layers"]
         assert "AWSLambdaPowertoolsPythonV3-python312-x86_64" in str(layer)
-        assert {"Ref": "AWS::Region"} in layer["Fn::Join"][1]
+        # The stack's partition and region, never a hard-coded `aws`.
+        assert layer["Fn::Join"][1][:4] == [
+            "arn:",
+            {"Ref": "AWS::Partition"},
+            ":lambda:",
+            {"Ref": "AWS::Region"},
+        ]
 
 
 def test_failure_handler_has_a_dead_letter_queue(stateless):
     (queue_id,) = stateless.find_resources("AWS::SQS::Queue")
+    # A dead letter holds the failed chat, prompt included: 4 days, not SQS's 14.
+    stateless.has_resource_properties(
+        "AWS::SQS::Queue", {"MessageRetentionPeriod": 4 * 24 * 3600, "SqsManagedSseEnabled": True}
+    )
     _, function = function_by_handler(stateless, "llambda.handlers.dispatch_failure.handler")
     assert function["Properties"]["DeadLetterConfig"] == {
         "TargetArn": {"Fn::GetAtt": [queue_id, "Arn"]}

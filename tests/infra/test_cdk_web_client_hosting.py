@@ -74,6 +74,22 @@ def test_config_json_carries_the_model_and_the_caps_the_page_checks(synthesized,
     assert expected["maxPromptChars"] == stage.config.max_prompt_chars == 8000
 
 
+def test_cloudfront_logs_only_where_no_token_rides_in_the_address(stage, stateless):
+    """CloudFront's standard logs record the query string: a stage whose page address
+    carries ?token= keeps none (its WebSocket access logs leave the query string out)."""
+    _, distribution = only(stateless, "AWS::CloudFront::Distribution")
+    logging = distribution["Properties"]["DistributionConfig"].get("Logging")
+    if stage.config.require_token:
+        assert logging is None
+    else:
+        (logs_id,) = [i for i in stateless.find_resources("AWS::S3::Bucket") if "AccessLogs" in i]
+        assert logging == {
+            "Bucket": {"Fn::GetAtt": [logs_id, "RegionalDomainName"]},
+            "Prefix": "cloudfront/",
+        }
+    assert stage.config.require_token is (stage.config.stage_name == "Prod")
+
+
 def router_allowed_origins(template):
     _, router = function_by_handler(template, "llambda.handlers.router.handler")
     return router["Properties"]["Environment"]["Variables"]["ALLOWED_ORIGINS"]
