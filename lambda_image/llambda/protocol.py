@@ -189,6 +189,12 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def parse_options(raw: object, limits: Limits) -> ChatOptions:
+    """A chat's `options` object (None: the defaults) under the stage's limits; raises
+    `ProtocolError`. The OpenAI-compatible door validates its sampling options here too."""
+    return _options({"options": raw}, limits)
+
+
 def _options(data: dict[str, Any], limits: Limits) -> ChatOptions:
     raw = data.get("options")
     if raw is None:
