@@ -41,13 +41,18 @@ export const ERROR_CODES = Object.freeze({
   "ACTIVATION_LIMIT": "activation_limit",
   "UNAVAILABLE": "unavailable",
   "NOT_FOUND": "not_found",
-  "NOT_ATTACHED": "not_attached"
+  "NOT_ATTACHED": "not_attached",
+  "BUDGET_EXHAUSTED": "budget_exhausted",
+  "BUDGET_CUT_SHORT": "budget_cut_short",
+  "GENERATION_OFF": "generation_off"
 });
 export const REFUSED_CHAT_CODES = Object.freeze([
   "bad_json",
   "bad_request",
+  "budget_exhausted",
   "busy",
   "context_length_exceeded",
+  "generation_off",
   "not_attached",
   "not_found",
   "rate_limited",

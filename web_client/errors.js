@@ -19,6 +19,11 @@ export const FRIENDLY = Object.freeze({
   unavailable: "The server could not start a reply just now. Try again in a moment.",
   not_found: "This conversation is no longer on the server.",
   not_attached: "This conversation is open in another tab, so the message was not sent here.",
+  budget_exhausted:
+    "A token budget is used up, so no reply was started. The note below says which budget, and when it resets.",
+  budget_cut_short:
+    "The reply stopped where a token budget ran out; what it wrote so far is kept. The note below says when the budget resets.",
+  generation_off: "The site's owner has paused replies for now. Try again later.",
 });
 
 /** Every code the server may send (contract.js). */

@@ -83,6 +83,13 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     # chat/stop/reset for a conversation attached to another connection: attach it first.
     NOT_ATTACHED = "not_attached"
+    # A token budget (the conversation's, the client's or the stage's for the day) is used
+    # up: the error says which (`scope`) and when it resets (`resets_at`, ISO UTC).
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    # The reply stopped where a token budget ran out (its text so far is kept).
+    BUDGET_CUT_SHORT = "budget_cut_short"
+    # An operator turned generation off for the stage (the kill switch).
+    GENERATION_OFF = "generation_off"
 
 
 # Codes that refuse a `chat` before any reply began: a client may give the prompt back.
@@ -98,6 +105,8 @@ REFUSED_CHAT_CODES = frozenset(
         ErrorCode.UNAVAILABLE,
         ErrorCode.NOT_FOUND,
         ErrorCode.NOT_ATTACHED,
+        ErrorCode.BUDGET_EXHAUSTED,
+        ErrorCode.GENERATION_OFF,
     }
 )
 

@@ -1,0 +1,249 @@
+"""Token budgets: counters in the stack's one table that cap how many tokens replies may
+generate, per conversation, per client identity a day and for the whole stage a day
+(docs/cost.md, "Budgets").
+
+A chat reserves its `max_tokens` on every counter before its reply is dispatched: one
+conditional UpdateItem per counter that adds the reservation only while the counter is
+under its cap. The counter's value after the add says how much of the reservation fits
+under the cap; the reply's `max_tokens` becomes that, so concurrent chats can never
+generate past a cap (each one's room is what the counter had left when it added, and the
+counter only ever holds reservations and real use). When the reply ends, however it
+ends, the unused part of the reservation is given back. A reply whose function died
+(a timeout, a crash) keeps its whole reservation counted: the safe side.
+
+Days are UTC days. A counter's item expires (TTL) a day after its window closes; a
+conversation's counter lives as long as a conversation may.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from llambda import protocol
+from llambda.contract import ErrorCode
+from llambda.table import TTL_ATTRIBUTE, ItemStore, is_conditional_failure
+
+DAY_SECONDS = 86_400
+
+
+class Scope(StrEnum):
+    """Which budget a counter keeps (the `scope` of a budget error)."""
+
+    CONVERSATION = "conversation"
+    CLIENT = "client"
+    STAGE = "stage"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetLimits:
+    """Caps in generated tokens; 0 means no cap."""
+
+    conversation_tokens: int = 0
+    client_tokens_per_day: int = 0
+    stage_tokens_per_day: int = 0
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One budget's counter as one reply meets it."""
+
+    scope: Scope
+    item_id: str
+    cap: int
+    expires_at: int  # epoch seconds (the item's TTL)
+    resets_at: str | None  # ISO 8601 UTC; None: it never resets (a conversation's)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What a chat holds on its counters until its reply ends."""
+
+    reserved: int  # tokens added to every counter
+    allowed: int  # the reply's max_tokens: what fits under every cap (<= reserved)
+    counters: tuple[str, ...]  # item ids
+    # The budget that left less room than the chat asked for, if any.
+    limited_by: Scope | None = None
+    resets_at: str | None = None
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "reserved": self.reserved,
+            "allowed": self.allowed,
+            "counters": list(self.counters),
+            "limitedBy": self.limited_by.value if self.limited_by else None,
+            "resetsAt": self.resets_at,
+        }
+
+    @classmethod
+    def from_event(cls, event: Any) -> Reservation | None:
+        """The reservation a dispatch carries, or None (no budget on the stage)."""
+        if not isinstance(event, dict):
+            return None
+        limited = event.get("limitedBy")
+        return cls(
+            reserved=int(event["reserved"]),
+            allowed=int(event["allowed"]),
+            counters=tuple(str(item) for item in event.get("counters") or ()),
+            limited_by=Scope(limited) if limited else None,
+            resets_at=event.get("resetsAt"),
+        )
+
+
+class BudgetExhausted(Exception):
+    """A counter was at its cap: nothing was reserved."""
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__(counter.scope.value)
+        self.counter = counter
+
+
+def identity_of(secret: str) -> str:
+    """The identity a client's credential (a WebSocket token, an API key) stands for: a
+    hash, so no credential is ever stored. 32 hex characters (128 bits)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:32]
+
+
+def _day_window(now_s: int) -> tuple[str, int]:
+    """The UTC day `now_s` falls in (YYYY-MM-DD) and the epoch second it ends."""
+    day = dt.datetime.fromtimestamp(now_s, dt.UTC).date()
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return day.isoformat(), int(end.timestamp())
+
+
+def _iso(epoch_s: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def refusal(error: BudgetExhausted) -> dict[str, Any]:
+    """The `budget_exhausted` error for a refused chat."""
+    counter = error.counter
+    return budget_error(ErrorCode.BUDGET_EXHAUSTED, counter.scope, counter.resets_at, refused=True)
+
+
+def budget_error(
+    code: str, scope: Scope, resets_at: str | None, *, refused: bool
+) -> dict[str, Any]:
+    """An error message naming the budget and when it resets."""
+    what = {
+        Scope.CONVERSATION: "This conversation has used its token budget",
+        Scope.CLIENT: "You have used today's token budget",
+        Scope.STAGE: "This site has used today's token budget",
+    }[scope]
+    if resets_at is None:
+        when = "; start a new conversation to go on."
+    else:
+        when = f"; it resets at {resets_at} (UTC)."
+    prefix = "" if refused else "The reply was cut short. "
+    return {
+        **protocol.error(code, f"{prefix}{what}{when}"),
+        "scope": scope.value,
+        "resets_at": resets_at,
+    }
+
+
+class BudgetStore(ItemStore):
+    PREFIX = "budget#"
+
+    def counters(
+        self, limits: BudgetLimits, *, conversation_id: str, identity: str, ttl_seconds: int
+    ) -> list[Counter]:
+        """The counters a chat meets now, narrowest first (the caps that are set)."""
+        now_s = self._now_ms() // 1000
+        day, day_end = _day_window(now_s)
+        found = []
+        if limits.conversation_tokens > 0:
+            found.append(
+                Counter(
+                    Scope.CONVERSATION,
+                    f"conversation#{conversation_id}",
+                    limits.conversation_tokens,
+                    now_s + ttl_seconds,
+                    None,
+                )
+            )
+        for scope, cap, item_id in (
+            (Scope.CLIENT, limits.client_tokens_per_day, f"client#{identity}#{day}"),
+            (Scope.STAGE, limits.stage_tokens_per_day, f"stage#{day}"),
+        ):
+            if cap > 0:
+                found.append(Counter(scope, item_id, cap, day_end + DAY_SECONDS, _iso(day_end)))
+        return found
+
+    def reserve(self, counters: list[Counter], tokens: int) -> Reservation:
+        """Reserve `tokens` on every counter, or on none (`BudgetExhausted`)."""
+        taken: list[Counter] = []
+        allowed, limited_by, resets_at = tokens, None, None
+        for counter in counters:
+            try:
+                answer = self._db.update_item(
+                    TableName=self._table,
+                    Key=self._key(counter.item_id),
+                    UpdateExpression=(
+                        f"ADD used :n SET {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, "
+                        ":exp), cap = :cap"
+                    ),
+                    ConditionExpression="attribute_not_exists(used) OR used < :cap",
+                    ExpressionAttributeValues={
+                        ":n": {"N": str(tokens)},
+                        ":cap": {"N": str(counter.cap)},
+                        ":exp": {"N": str(counter.expires_at)},
+                    },
+                    ReturnValues="UPDATED_NEW",
+                )
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    self._give_back(taken, tokens)
+                    raise
+                self._give_back(taken, tokens)
+                raise BudgetExhausted(counter) from None
+            taken.append(counter)
+            before = int(answer["Attributes"]["used"]["N"]) - tokens
+            room = counter.cap - before
+            if room < allowed:
+                allowed, limited_by, resets_at = room, counter.scope, counter.resets_at
+        return Reservation(
+            reserved=tokens,
+            allowed=allowed,
+            counters=tuple(counter.item_id for counter in counters),
+            limited_by=limited_by,
+            resets_at=resets_at,
+        )
+
+    def settle(self, reservation: Reservation, used: int) -> None:
+        """The reply ended having generated `used` tokens: give back the rest."""
+        unused = reservation.reserved - max(0, min(used, reservation.reserved))
+        if unused:
+            self._add(reservation.counters, -unused)
+
+    def release(self, reservation: Reservation) -> None:
+        """The reply never ran (its dispatch failed): give back all of it."""
+        self.settle(reservation, 0)
+
+    def used(self, item_id: str) -> int:
+        """A counter's tokens (reservations included); 0 when it has none."""
+        item = self.get(item_id) or {}
+        return int(item.get("used", {}).get("N", "0"))
+
+    def _give_back(self, counters: list[Counter], tokens: int) -> None:
+        self._add(tuple(counter.item_id for counter in counters), -tokens)
+
+    def _add(self, item_ids: tuple[str, ...], tokens: int) -> None:
+        for item_id in item_ids:
+            # Only an existing counter: a refund never recreates an expired one.
+            try:
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=self._key(item_id),
+                    UpdateExpression="ADD used :n",
+                    ConditionExpression="attribute_exists(used)",
+                    ExpressionAttributeValues={":n": {"N": str(tokens)}},
+                )
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise
