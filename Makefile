@@ -191,6 +191,13 @@ preflight: $(INFRA_STAMP) ## check the AWS account and this machine before a dep
 contract: $(VENV_STAMP) ## regenerate web_client/contract.js from the contract module
 	$(PY) -m llambda.contract web_client/contract.js
 
+# The OpenAI-compatible door's keys: ARGS="create --stage Dev --name my-editor" (printed
+# once), "list --stage Dev", "revoke --stage Dev --id <id>"; the twin's: add --table and
+# --endpoint-url as make dev prints them.
+.PHONY: apikey
+apikey: $(INFRA_STAMP) ## create, list or revoke an API key of the OpenAI-compatible endpoint
+	$(PY) -m admin.apikey $(ARGS)
+
 cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost
 

@@ -1,0 +1,1 @@
+"""Operator tools for a deployed (or twin) stage: `python -m admin.apikey`."""
