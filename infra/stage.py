@@ -35,9 +35,11 @@ class LlambdaStage(cdk.Stage):
             self,
             STATELESS,
             config=config,
-            table=self.stateful.table,
+            table_reference=self.stateful.table_reference,
             description=f"llambda {config.stage_name}: functions, WebSocket API, chat page",
         )
+        # Not a reference CDK sees (TableReference), so the deploy order is stated.
+        self.stateless.add_dependency(self.stateful)
         cdk.Tags.of(self).add("Project", "llambda")
         cdk.Tags.of(self).add("Stage", config.stage_name)
         for key, value in config.tags:

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from infra.checkov import acknowledge_checkov
@@ -26,6 +25,7 @@ from infra.names import (
     WEB_CLIENT_URL_OUTPUT,
     WEBSOCKET_URL_OUTPUT,
 )
+from infra.stateful_stack import TableReference
 
 # How the page runs without hosting: web_client/ served on this machine, at an origin the
 # router allows (LOCAL_PAGE_ORIGINS), told the stage's WebSocket by `?ws=` (config.js).
@@ -48,10 +48,11 @@ class StatelessStack(cdk.Stack):
         construct_id: str,
         *,
         config: StageConfig,
-        table: dynamodb.ITable,
+        table_reference: TableReference,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        table = table_reference.table(self, "ConversationTable")
         self.web_client = (
             WebClientHosting(self, "WebClient", config=config) if config.hosting else None
         )
@@ -63,18 +64,27 @@ class StatelessStack(cdk.Stack):
             allowed_origins=tuple(dict.fromkeys((*config.allowed_origins, *page_origins))),
         )
         self.dispatch_failure = DispatchFailureFunction(
-            self, "DispatchFailure", config=config, table=table
+            self,
+            "DispatchFailure",
+            config=config,
+            table=table,
+            table_name=table_reference.table_name,
         )
         self.inference = InferenceFunction(
             self,
             "Inference",
             config=config,
-            table_name=table.table_name,
+            table_name=table_reference.table_name,
             on_failure=self.dispatch_failure.function,
         )
         table.grant_read_write_data(self.inference.function)
         self.router = RouterFunction(
-            self, "Router", config=router_config, table=table, inference_alias=self.inference.alias
+            self,
+            "Router",
+            config=router_config,
+            table=table,
+            table_name=table_reference.table_name,
+            inference_alias=self.inference.alias,
         )
         self.authorizer = (
             TokenAuthorizer(self, "Authorizer", config=config) if config.require_token else None

@@ -27,7 +27,13 @@ class DispatchFailureFunction(Construct):
     """Reports undeliverable dispatches to the client; keeps what it cannot report."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StageConfig, table: dynamodb.ITable
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        table: dynamodb.ITable,
+        table_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queue = sqs.Queue(
@@ -50,7 +56,7 @@ class DispatchFailureFunction(Construct):
             handler=HANDLER,
             description=f"llambda {config.stage_name}: tells clients a dispatch failed",
             timeout=cdk.Duration.seconds(30),
-            environment=config.dispatch_failure_environment(table_name=table.table_name),
+            environment=config.dispatch_failure_environment(table_name=table_name),
             dead_letter_queue=self.dead_letter_queue,
         )
         self.function = runtime.function

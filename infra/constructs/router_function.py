@@ -23,6 +23,7 @@ class RouterFunction(Construct):
         *,
         config: StageConfig,
         table: dynamodb.ITable,
+        table_name: str,
         inference_alias: lambda_.IAlias,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -35,7 +36,7 @@ class RouterFunction(Construct):
             memory_mb=config.router_memory_mb,
             timeout=cdk.Duration.seconds(config.router_timeout_seconds),
             environment=config.router_environment(
-                table_name=table.table_name,
+                table_name=table_name,
                 # The alias ARN, never the bare function: $LATEST has no provisioned
                 # concurrency and no async invoke config.
                 inference_function=inference_alias.function_arn,
