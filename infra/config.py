@@ -8,6 +8,7 @@ without synthesizing. (The local twin reads none of this: it runs the synthesize
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +70,12 @@ class StageConfig:
     max_stop_sequences: int = 4
     # Chats a minute per conversation
     messages_per_minute: int = 30
+    # Token budgets, in generated tokens (0: no cap), checked before a reply starts and
+    # binding while it runs: per conversation, per client identity a UTC day (the hash of
+    # its token; of its source IP where it has none), and for the whole stage a UTC day.
+    conversation_token_budget: int = 50_000
+    client_tokens_per_day: int = 100_000
+    stage_tokens_per_day: int = 1_000_000
     # Conversation memory kept in the conversation's item, trimmed oldest turn first
     history_max_chars: int = 6000
     # A conversation is deleted this long after its last use
@@ -93,6 +100,14 @@ class StageConfig:
     # Access
     require_token: bool = False
     allowed_origins: tuple[str, ...] = ()
+
+    # The OpenAI-compatible endpoint (docs/openai.md): a Function URL on the inference
+    # alias, API keys required (Prod may not turn that off), browsers allowed only from
+    # these origins (none: no CORS), and requests a minute per key.
+    openai_endpoint: bool = True
+    openai_require_key: bool = True
+    openai_allowed_origins: tuple[str, ...] = ()
+    openai_requests_per_minute: int = 60
 
     # Stateful resources
     retain_data: bool = False
@@ -155,6 +170,9 @@ class StageConfig:
             "CONNECTION_TTL_SECONDS": str(self.connection_ttl_seconds),
             "CONVERSATION_TTL_DAYS": str(self.conversation_ttl_days),
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
+            "CONVERSATION_TOKEN_BUDGET": str(self.conversation_token_budget),
+            "CLIENT_TOKENS_PER_DAY": str(self.client_tokens_per_day),
+            "STAGE_TOKENS_PER_DAY": str(self.stage_tokens_per_day),
         }
 
     def inference_environment(
@@ -177,6 +195,20 @@ class StageConfig:
         if access_key_secret_arn:
             env["ACCESS_KEY_SECRET_ARN"] = access_key_secret_arn
         return env
+
+    def openai_environment(self) -> dict[str, str]:
+        """Added to the inference function's when the OpenAI-compatible endpoint is on: its
+        caps (the WebSocket door's), key rule and rate (OpenAISettings reads them)."""
+        return {
+            "MAX_PROMPT_CHARS": str(self.max_prompt_chars),
+            "MAX_TOKENS_CAP": str(self.max_tokens_cap),
+            "DEFAULT_MAX_TOKENS": str(self.default_max_tokens),
+            "MAX_TEMPERATURE": str(self.max_temperature),
+            "MAX_STOP_SEQUENCES": str(self.max_stop_sequences),
+            "OPENAI_REQUIRE_KEY": "true" if self.openai_require_key else "false",
+            "OPENAI_ALLOWED_ORIGINS": ",".join(self.openai_allowed_origins),
+            "OPENAI_REQUESTS_PER_MINUTE": str(self.openai_requests_per_minute),
+        }
 
     def dispatch_failure_environment(self, *, table_name: str) -> dict[str, str]:
         """Dispatch failures (the alias's on-failure destination): the table, to free the lease."""
@@ -221,6 +253,7 @@ MODEL_SUFFIX = {"picollm": ".pllm", "llamacpp": ".gguf"}
 DYNAMODB_ITEM_BYTES = 400 * 1024
 ITEM_OVERHEAD_BYTES = 4 * 1024
 UTF8_MAX_BYTES_PER_CHAR = 4
+BUDGET_SETTINGS = ("conversation_token_budget", "client_tokens_per_day", "stage_tokens_per_day")
 
 
 def validation_problems(config: StageConfig) -> list[str]:
@@ -265,9 +298,17 @@ def validation_problems(config: StageConfig) -> list[str]:
             f"{item_bytes} bytes in a conversation's item, over DynamoDB's "
             f"{DYNAMODB_ITEM_BYTES}"
         )
+    for name in BUDGET_SETTINGS:
+        value = getattr(config, name)
+        if value != 0 and value < config.default_max_tokens:
+            problems.append(
+                f"{_camel(name)} is {value}; it must be 0 (no cap) or at least "
+                f"defaultMaxTokens ({config.default_max_tokens}), one reply's worth"
+            )
     for name in ("conversation_ttl_days", "reply_grace_seconds", "resume_poll_ms"):
         if getattr(config, name) < 1:
             problems.append(f"{_camel(name)} is {getattr(config, name)}; it must be 1 or more")
+    problems += openai_problems(config)
     suffix = MODEL_SUFFIX.get(config.engine)
     if suffix is None:
         problems.append(f"engine must be picollm or llamacpp, not {config.engine!r}")
@@ -277,6 +318,28 @@ def validation_problems(config: StageConfig) -> list[str]:
             f"lambda_image/models/ for engine={config.engine}"
         )
     return problems
+
+
+def openai_problems(config: StageConfig) -> list[str]:
+    """The OpenAI-compatible endpoint's settings that could not deploy."""
+    problems = []
+    if config.openai_requests_per_minute < 1:
+        problems.append(
+            f"openaiRequestsPerMinute is {config.openai_requests_per_minute}; it must be 1 or more"
+        )
+    if config.is_prod and config.openai_endpoint and not config.openai_require_key:
+        problems.append("openaiRequireKey must be true in Prod: its endpoint is public")
+    for origin in config.openai_allowed_origins:
+        if not ORIGIN.fullmatch(origin):
+            problems.append(
+                f"openaiAllowedOrigins has {origin!r}; each must be scheme://host[:port], "
+                "no path and no wildcard"
+            )
+    return problems
+
+
+# A browser origin as CORS compares it: scheme, host, optional port, nothing more.
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 DEV = StageConfig(

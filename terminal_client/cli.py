@@ -274,6 +274,13 @@ class Chat:
                 f"[too long for the model: {error.get('message', '')} "
                 "Shorten the message, or send it in several parts]"
             )
+        elif code in (ErrorCode.BUDGET_EXHAUSTED, ErrorCode.BUDGET_CUT_SHORT):
+            what = "cut short: " if code == ErrorCode.BUDGET_CUT_SHORT else ""
+            resets = error.get("resets_at")
+            when = f"resets {resets}" if resets else "/new starts a conversation with its own"
+            self.note(f"[{what}the {error.get('scope', '')} token budget is used up; {when}]")
+        elif code == ErrorCode.GENERATION_OFF:
+            self.note(f"[replies are turned off on this server: {error.get('message', '')}]")
         else:
             self.note(f"[error {code}: {error.get('message', '')}]")
 

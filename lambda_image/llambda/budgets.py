@@ -30,6 +30,8 @@ from llambda.contract import ErrorCode
 from llambda.table import TTL_ATTRIBUTE, ItemStore, is_conditional_failure
 
 DAY_SECONDS = 86_400
+# The key of the hash of a connection's token in the $connect authorizer's context.
+IDENTITY_KEY = "identity"
 
 
 class Scope(StrEnum):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llambda import protocol
+from llambda.budgets import Reservation
 from llambda.history import Message, valid_turns
 from llambda.protocol import ChatOptions
 
@@ -39,6 +40,8 @@ class Dispatch:
     history: tuple[Message, ...] = ()  # the conversation before this prompt
     epoch: int = 0  # the history's reset count, for the conditional save
     attach_count: int = 0  # the conversation's attaches when the chat was admitted
+    # The tokens the chat holds on its budgets (llambda.budgets), given back as it ends.
+    budget: Reservation | None = None
 
     def to_event(self) -> dict[str, Any]:
         return {
@@ -95,6 +98,7 @@ class Dispatch:
                 history=tuple(valid_turns(event.get("history", []))),
                 epoch=int(event.get("epoch") or 0),
                 attach_count=int(event.get("attachCount") or 0),
+                budget=Reservation.from_event(event.get("budget")),
             )
         except KeyError as missing:
             raise MalformedDispatch(f"no {missing.args[0]}") from None

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_origin, get_type_hints
 
+from llambda.budgets import BudgetLimits
 from llambda.contract import IMAGE_MODEL_DIR
 from llambda.protocol import Limits
 
@@ -87,6 +88,18 @@ class RouterSettings(ConversationSettings):
     lease_seconds: int = env_field("LEASE_SECONDS", 60)
     connection_ttl_seconds: int = env_field("CONNECTION_TTL_SECONDS", 2 * 3600 + 600)
     allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", ())
+    # Token budgets (llambda.budgets); 0 is no cap.
+    conversation_token_budget: int = env_field("CONVERSATION_TOKEN_BUDGET", 50_000)
+    client_tokens_per_day: int = env_field("CLIENT_TOKENS_PER_DAY", 100_000)
+    stage_tokens_per_day: int = env_field("STAGE_TOKENS_PER_DAY", 1_000_000)
+
+    @property
+    def budgets(self) -> BudgetLimits:
+        return BudgetLimits(
+            conversation_tokens=self.conversation_token_budget,
+            client_tokens_per_day=self.client_tokens_per_day,
+            stage_tokens_per_day=self.stage_tokens_per_day,
+        )
 
     @property
     def limits(self) -> Limits:

@@ -2,7 +2,9 @@
 
 Where the stage does not require a token, a connection without one is allowed; a token
 that is given must still be right. A deny answers the handshake with 403. The reason is
-logged; the token never is.
+logged; the token never is. An allowed token's hash goes in the authorizer's context as
+`identity` (API Gateway hands it to every route of the connection): the client its token
+budget is counted for (llambda.budgets).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+from llambda.budgets import IDENTITY_KEY, identity_of
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
 from llambda.settings import AuthorizerSettings
@@ -64,9 +67,13 @@ def decide(
     return False, "wrong token"
 
 
-def policy(allowed: bool, method_arn: str) -> dict[str, Any]:
-    """Allow or deny invoking just the route asked for (`$connect`)."""
-    answer = APIGatewayAuthorizerResponseWebSocket.from_route_arn(method_arn, PRINCIPAL)
+def policy(allowed: bool, method_arn: str, token: str | None = None) -> dict[str, Any]:
+    """Allow or deny invoking just the route asked for (`$connect`); an allowed token's
+    hash goes with it."""
+    context = {IDENTITY_KEY: identity_of(token)} if allowed and token else None
+    answer = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
+        method_arn, PRINCIPAL, context=context
+    )
     route = parse_api_gateway_arn(method_arn, is_websocket_authorizer=True).resource
     if allowed:
         answer.allow_route(route)
@@ -88,7 +95,7 @@ def authorize(event: APIGatewayAuthorizerRequestEvent, deps: AuthorizerDeps) -> 
     else:
         logger.warning("connection denied", extra=extra)
         count_error("unauthorized")
-    return policy(allowed, event.method_arn)
+    return policy(allowed, event.method_arn, token)
 
 
 DEPS = aws.PerInstance(AuthorizerDeps.from_environment)

@@ -3,7 +3,8 @@
 Lambda calls it with a record when a dispatched chat could not run (throttled until
 `EventAgeExceeded`, or `RetriesExhausted`), or when the reply crashed (a timeout or out of
 memory: `responseContext.functionError`). The client is told, and the lease released so
-the conversation takes a new chat at once.
+the conversation takes a new chat at once. A chat that never ran gives its budget
+reservation back; a reply that crashed keeps it counted (it may have generated it all).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llambda import protocol
+from llambda.budgets import BudgetStore
 from llambda.contract import ErrorCode
 from llambda.conversations import ConversationStore
 from llambda.dispatch import Dispatch, MalformedDispatch
@@ -28,6 +30,7 @@ class DispatchFailureDeps:
 
     conversations: ConversationStore
     connections: aws.ManagementApis
+    budgets: BudgetStore | None = None
 
     @classmethod
     def from_environment(cls) -> DispatchFailureDeps:
@@ -36,6 +39,7 @@ class DispatchFailureDeps:
         return cls(
             conversations=ConversationStore(dynamodb, settings.table_name),
             connections=aws.ManagementApis(),
+            budgets=BudgetStore(dynamodb, settings.table_name),
         )
 
 
@@ -93,6 +97,9 @@ def notify(record: dict[str, Any], deps: DispatchFailureDeps) -> bool:
     except Exception:
         logger.exception("could not tell the client")
     deps.conversations.release_lease(dispatch.conversation_id, dispatch.reply_id)
+    crashed = bool((record.get("responseContext") or {}).get("functionError"))
+    if dispatch.budget is not None and deps.budgets is not None and not crashed:
+        deps.budgets.release(dispatch.budget)
     return told
 
 

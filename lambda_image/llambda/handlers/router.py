@@ -7,6 +7,7 @@ chat to the inference function asynchronously (ack-and-dispatch). It imports no 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -17,7 +18,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
-from llambda import protocol
+from llambda import budgets, protocol
+from llambda.budgets import BudgetExhausted, BudgetStore, Reservation
 from llambda.contract import ErrorCode
 from llambda.conversations import (
     Admitted,
@@ -56,6 +58,7 @@ class RouterDeps:
     conversations: ConversationStore
     invoke: Invoke  # asynchronous invocation of the inference alias
     connections: aws.ManagementApis
+    budgets: BudgetStore | None = None  # None: no budgets counted (a test's choice)
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     new_conversation_id: Callable[[], str] = new_conversation_id
 
@@ -68,6 +71,7 @@ class RouterDeps:
             conversations=ConversationStore(dynamodb, settings.table_name),
             invoke=lambda_invoker(aws.lambda_client(), settings.inference_function),
             connections=aws.ManagementApis(),
+            budgets=BudgetStore(dynamodb, settings.table_name),
         )
 
 
@@ -171,11 +175,50 @@ def tell_detached(
         logger.exception("could not tell the previous connection")
 
 
+def client_identity(event: APIGatewayWebSocketEvent) -> str:
+    """Who a chat's client budget is counted for: the hash of its connection's token (the
+    authorizer's context), else the hash of its source IP. An OpenAI-compatible endpoint
+    would pass `budgets.identity_of(api_key)` for each API key."""
+    context = event.request_context.get("authorizer") or {}
+    identity = context.get(budgets.IDENTITY_KEY) if isinstance(context, dict) else None
+    if isinstance(identity, str) and identity:
+        return identity
+    return budgets.identity_of("ip:" + (event.request_context.identity.source_ip or ""))
+
+
+def reserve_budget(
+    chat: protocol.Chat, conversation: str, event: APIGatewayWebSocketEvent, deps: RouterDeps
+) -> Reservation | None:
+    """Reserve the chat's `max_tokens` on its budgets; None where none are counted.
+    Raises `BudgetExhausted`."""
+    if deps.budgets is None:
+        return None
+    counters = deps.budgets.counters(
+        deps.settings.budgets,
+        conversation_id=conversation,
+        identity=client_identity(event),
+        ttl_seconds=deps.settings.conversation_ttl_seconds,
+    )
+    if not counters:
+        return None
+    return deps.budgets.reserve(counters, chat.options.max_tokens)
+
+
+def give_back(reservation: Reservation | None, deps: RouterDeps) -> None:
+    """The chat will not run: its whole reservation goes back."""
+    if reservation is not None and deps.budgets is not None:
+        try:
+            deps.budgets.release(reservation)
+        except Exception:  # counted against the budget until the day ends: the safe side
+            logger.exception("budget release failed")
+
+
 def dispatch_chat(
     chat: protocol.Chat, event: APIGatewayWebSocketEvent, deps: RouterDeps, send: Send
 ) -> str | None:
-    """Rate-limit and take the conversation's lease (one write; a new conversation is
-    created by it), then invoke the inference alias; the reply id or None."""
+    """Reserve the reply's tokens on its budgets, rate-limit and take the conversation's
+    lease (one write; a new conversation is created by it), then invoke the inference
+    alias; the reply id or None."""
     ctx = event.request_context
     connection_id = ctx.connection_id
     settings = deps.settings
@@ -183,6 +226,18 @@ def dispatch_chat(
     new = chat.conversation is None
     conversation = deps.new_conversation_id() if new else chat.conversation
     logger.append_keys(conversation=log_safe(conversation))
+    try:
+        reservation = reserve_budget(chat, conversation, event, deps)
+    except BudgetExhausted as exhausted:
+        logger.info("refused: budget used up", extra={"scope": exhausted.counter.scope.value})
+        count_error(ErrorCode.BUDGET_EXHAUSTED)
+        send(budgets.refusal(exhausted))
+        return None
+    if reservation is not None and reservation.allowed < chat.options.max_tokens:
+        # Less room than asked for: the reply stops where the budget does.
+        chat = dataclasses.replace(
+            chat, options=dataclasses.replace(chat.options, max_tokens=reservation.allowed)
+        )
     reply = {
         "prompt": chat.prompt,
         "lease_seconds": settings.lease_seconds,
@@ -201,9 +256,10 @@ def dispatch_chat(
                 **reply,
             )
     except (NotFound, NotAttached, RateLimited, Busy) as refused:
+        give_back(reservation, deps)
         refuse(refused, settings, send)
         return None
-    return _invoke(chat, conversation, reply_id, admitted, event, deps, send)
+    return _invoke(chat, conversation, reply_id, admitted, reservation, event, deps, send)
 
 
 def refuse(
@@ -230,6 +286,7 @@ def _invoke(
     conversation: str,
     reply_id: str,
     admitted: Admitted,
+    reservation: Reservation | None,
     event: APIGatewayWebSocketEvent,
     deps: RouterDeps,
     send: Send,
@@ -247,12 +304,14 @@ def _invoke(
         history=tuple(admitted.turns),
         epoch=admitted.epoch,
         attach_count=admitted.attachment.count,
+        budget=reservation,
     )
     try:
         deps.invoke(dispatch)
     except Exception:
         logger.exception("dispatch failed")
         deps.conversations.release_lease(conversation, reply_id)
+        give_back(reservation, deps)
         count_error(ErrorCode.UNAVAILABLE)
         send(protocol.error(ErrorCode.UNAVAILABLE, "The model is unavailable; try again shortly."))
         return None
