@@ -21,6 +21,7 @@ HANDLER = "llambda.handlers.dispatch_failure.handler"
 # for the DeadLetterQueueDepth alarm to be seen over a weekend, and no longer (SQS allows
 # up to 14 days).
 DEAD_LETTER_RETENTION = cdk.Duration.days(4)
+FAILURE_EVENT_MAX_AGE = cdk.Duration.hours(1)
 
 
 class DispatchFailureFunction(Construct):
@@ -60,6 +61,8 @@ class DispatchFailureFunction(Construct):
             dead_letter_queue=self.dead_letter_queue,
         )
         self.function = runtime.function
-        # Destination invocations are asynchronous: retry twice, then keep the event.
-        self.function.configure_async_invoke(retry_attempts=2)
+        # Destination invocations are asynchronous: retry twice, then keep the event. An
+        # hour on: telling a client its chat failed is useless by then (Lambda's default
+        # keeps the event, prompt included, for 6 hours).
+        self.function.configure_async_invoke(retry_attempts=2, max_event_age=FAILURE_EVENT_MAX_AGE)
         table.grant_read_write_data(self.function)

@@ -38,7 +38,8 @@ def test_alias_live_and_its_provisioned_concurrency(stage, stateless):
     assert props["Name"] == "live"
     assert props["FunctionName"] == {"Ref": function_id}
     assert "Fn::GetAtt" in props["FunctionVersion"]  # a published version, not $LATEST
-    expected = stage.config.provisioned_concurrency
+    # Dev's is scheduled (tests/infra/test_cdk_spend_controls.py): the alias sets none.
+    expected = stage.config.alias_provisioned_concurrency
     assert expected == {"Dev": 0, "Prod": 1}[stage.config.stage_name]
     if expected:
         assert props["ProvisionedConcurrencyConfig"] == {
@@ -119,6 +120,17 @@ def test_zip_functions_use_the_runtime_package_and_powertools_layer(stateless):
 
 def test_failure_handler_has_a_dead_letter_queue(stateless):
     (queue_id,) = stateless.find_resources("AWS::SQS::Queue")
+    # The failure handler's own queue keeps an event an hour, not Lambda's 6, then moves it
+    # to the dead-letter queue.
+    handler_id, _ = function_by_handler(stateless, "llambda.handlers.dispatch_failure.handler")
+    stateless.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": handler_id},
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 3600,
+        },
+    )
     # A dead letter holds the failed chat, prompt included: 4 days, not SQS's 14.
     stateless.has_resource_properties(
         "AWS::SQS::Queue", {"MessageRetentionPeriod": 4 * 24 * 3600, "SqsManagedSseEnabled": True}
