@@ -192,7 +192,7 @@ def per_replies(config: StageConfig, a: Assumptions, *, provisioned: bool) -> li
     # The reply reads no history (the dispatch carries it): its reads are the watcher's.
     polls = math.floor(t * 1000 / config.stop_poll_ms)
     reads = polls
-    # The watcher renews the lease every third of it (llambda/handlers/inference.py).
+    # The watcher renews the lease every third of it (llambda/reply_watcher.py).
     renewals = math.floor(t / (config.lease_seconds / 3))
     # Per reply: admission (count and lease), renewals, and the last write that saves the
     # turn and frees the lease. Per connection: $connect's put and $disconnect's delete.

@@ -82,7 +82,7 @@ COSTS = {
     "@connections posts (boto3, on the sender thread)": r"^post \(llambda/sender\.py",
     "boto3 request building and signing": r"\(botocore/(signers|auth|serialize|endpoint)\.py",
     "JSON encode and decode": r"\(json/(encoder|decoder|__init__)\.py",
-    "the watcher's polls (stop mark, lease)": r"^_run \(llambda/handlers/inference\.py",
+    "the watcher's polls (stop mark, lease)": r"^_run \(llambda/reply_watcher\.py",
     "the sender's waits for text": r"^_next \(llambda/sender\.py",
     # Not the decorator that wraps the whole handler: the log calls themselves.
     "logging (Powertools, logging)": (

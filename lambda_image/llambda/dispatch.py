@@ -61,7 +61,12 @@ class Dispatch:
             "history": list(self.history),
             "epoch": self.epoch,
             "attachCount": self.attach_count,
+            "budget": self.budget.to_event() if self.budget else None,
         }
+
+    def messages(self) -> list[Message]:
+        """The conversation the reply answers: the history, then the new prompt."""
+        return [*self.history, {"role": "user", "content": self.prompt}]
 
     def attached(self, *, reset: bool) -> dict[str, Any]:
         """The answer to an `attach` that came while this reply runs (the reply sends it,

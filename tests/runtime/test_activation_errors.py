@@ -14,8 +14,9 @@ from llambda.contract import ErrorCode
 from llambda.dispatch import Dispatch
 from llambda.engines import EngineError
 from llambda.engines.picollm_engine import ActivationError, PicoLLMEngine, engine_error
+from llambda.generation import EngineSource
 from llambda.handlers import aws
-from llambda.handlers.inference import EngineSource, InferenceDeps, run_reply
+from llambda.handlers.inference import InferenceDeps, run_reply
 from llambda.sender import StreamSender, connection_poster
 from llambda.settings import InferenceSettings
 

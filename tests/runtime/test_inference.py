@@ -12,8 +12,9 @@ import pytest
 from llambda import protocol
 from llambda.dispatch import Dispatch
 from llambda.engines import Engine, EngineError, GenerationResult
+from llambda.generation import EngineSource
 from llambda.handlers import aws
-from llambda.handlers.inference import EngineSource, InferenceDeps, run_reply
+from llambda.handlers.inference import InferenceDeps, run_reply
 from llambda.sender import StreamSender, connection_poster
 from llambda.settings import InferenceSettings, RouterSettings
 

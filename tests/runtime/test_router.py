@@ -101,9 +101,7 @@ def table_items(moto_server, table) -> list[dict]:
     return moto_server.client("dynamodb").scan(TableName=table)["Items"]
 
 
-def test_connect_and_disconnect_are_answered_and_write_nothing(
-    router, moto_server, table, context
-):
+def test_connect_and_disconnect_are_answered_and_write_nothing(router, moto_server, table, context):
     cid = new_id()
     before = table_items(moto_server, table)
     event = ws_event("$connect", cid, headers={"Origin": "http://localhost:8787"})
