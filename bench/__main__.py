@@ -129,11 +129,13 @@ def streaming(
                     break
                 for lat in wanted:
                     for name in series if r <= repeats else series[:1]:
-                        figures = runners[name](
-                            tokens=tokens,
-                            latency_ms=lat,
-                            engine_ttft_ms=engine_runs[before]["ttft_ms"],
-                            count_tokens=count_tokens,
+                        figures: dict[str, Any] = dict(
+                            runners[name](
+                                tokens=tokens,
+                                latency_ms=lat,
+                                engine_ttft_ms=engine_runs[before]["ttft_ms"],
+                                count_tokens=count_tokens,
+                            )
                         )
                         after = engine_between()
                         figures["engine_runs"] = [before, after]
@@ -168,9 +170,12 @@ def first_token(args: argparse.Namespace, *, threads: int) -> dict[str, Any]:
         twin_reply(cloud, 4)  # load the engine: the waterfall is of a warm instance
         results = waterfall.measure(cloud, trace, repeats=max(3, args.repeats))
         results["threads"] = threads
-        graphs = flame_graphs(
-            cloud, args.out, lambda: [twin_reply(cloud, args.tokens) for _ in range(args.repeats)]
-        )
+
+        def replies() -> None:
+            for _ in range(args.repeats):
+                twin_reply(cloud, args.tokens)
+
+        graphs = flame_graphs(cloud, args.out, replies)
         results["flame_graphs"] = {
             Path(path).name: top_costs(Path(path)) for path in graphs.values()
         }

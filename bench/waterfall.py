@@ -210,11 +210,11 @@ def _with_gateway(path: list[Hop], totals: dict[str, float]) -> tuple[list[Hop],
             added = Hop(f"{hop.label} (API Gateway, stated)", moved.end_ms, extra[hop.label], False)
             out.append(added)
             shift += added.ms
-    added = sum(extra.values())
+    gateway_ms = sum(extra.values())
     return out, {
         **totals,
-        "first_token_ms": round(totals["first_token_ms"] + added, 1),
-        "added_ms": round(totals["added_ms"] + added, 1),
+        "first_token_ms": round(totals["first_token_ms"] + gateway_ms, 1),
+        "added_ms": round(totals["added_ms"] + gateway_ms, 1),
     }
 
 

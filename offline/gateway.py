@@ -219,7 +219,7 @@ class WebSocketGateway:
             (time.perf_counter() - started) * 1000,
             f" origin {request.headers['Origin']}" if "Origin" in request.headers else "",
         )
-        close_code, reason = WSCloseCode.OK, ""
+        close_code, reason = int(WSCloseCode.OK), ""
         try:
             close_code, reason = await self._serve(ws, peer, conn)
         finally:

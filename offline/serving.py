@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from aiohttp import web
 log = logging.getLogger("offline")
 
 T = TypeVar("T")
-Setup = Callable[[web.Application], Awaitable[Any]]
+Setup = Callable[[web.Application], Coroutine[Any, Any, Any]]
 Teardown = Callable[[], Awaitable[None]]
 
 

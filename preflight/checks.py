@@ -445,7 +445,7 @@ def _outputs(clients: Clients, stack: str) -> dict[str, str] | None:
 
 def check_secrets(clients: Clients, plan: Plan) -> list[Finding]:
     """After the first deploy: is the AccessKey in its secret yet? Where is the token?"""
-    findings = []
+    findings: list[Finding] = []
     for stage, config in plan.configs.items():
         deployed = False
         for name in plan.deployed_names(stage):

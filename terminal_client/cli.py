@@ -309,7 +309,9 @@ def _echo_restore(saved: list[Any] | None) -> None:
 
 def _is_busy(message: dict[str, Any] | None) -> bool:
     return (
-        bool(message) and message.get("type") == "error" and message.get("code") == ErrorCode.BUSY
+        message is not None
+        and message.get("type") == "error"
+        and message.get("code") == ErrorCode.BUSY
     )
 
 

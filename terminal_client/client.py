@@ -25,6 +25,7 @@ from typing import Any
 from websockets import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from llambda.contract import REFUSED_CHAT_CODES, PartJoiner
 from terminal_client import messages
@@ -121,7 +122,7 @@ class ChatClient:
             # reconnecting iterator cannot attach the conversation to the new one).
             ws = connect(
                 self.url,
-                origin=self.origin,  # type: ignore[arg-type]
+                origin=None if self.origin is None else Origin(self.origin),
                 open_timeout=self.open_timeout,
                 legacy=True,
             )

@@ -15,7 +15,8 @@ def only(template: Template, resource_type: str, **props: Any) -> tuple[str, dic
         if all(resource["Properties"].get(k) == v for k, v in props.items())
     }
     assert len(found) == 1, f"expected one {resource_type} with {props}, found {list(found)}"
-    return next(iter(found.items()))
+    logical_id, resource = next(iter(found.items()))
+    return logical_id, dict(resource)
 
 
 def function_by_handler(template: Template, handler: str) -> tuple[str, dict[str, Any]]:

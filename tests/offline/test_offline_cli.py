@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from offline import smoke
+from terminal_client import smoke
 from tests.twin_assembly import TWIN_STAGE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,8 @@ def children_of(pid: int) -> set[int]:
         except OSError:
             continue
         parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
+    found: set[int] = set()
+    frontier = {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier

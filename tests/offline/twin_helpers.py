@@ -152,6 +152,7 @@ async def attach(ws: Any, conversation: str, seq: int | None = None) -> dict[str
 
 def diagnostics(cloud: OfflineCloud, lines: int = 30) -> str:
     """The functions' recent output, for assertion messages."""
+    assert cloud.functions is not None, "the twin is not running"
     return "\n".join(
         f"--- {function.spec.name}\n" + "\n".join(list(function.output)[-lines:])
         for function in cloud.functions.all()
