@@ -88,7 +88,8 @@ export class ConversationList {
       ...entries.map((entry) => {
         const item = element("li", "chat-entry");
         item.dataset.id = entry.id;
-        const open = actionButton("open-chat", "", `Open “${entry.title}”`);
+        // Named by what it shows (its title and when), as a speech user would say it.
+        const open = actionButton("open-chat", "");
         open.append(element("span", "chat-title", entry.title));
         open.append(element("span", "chat-when", describeWhen(entry.updated)));
         if (entry.id === this.current) open.setAttribute("aria-current", "true");

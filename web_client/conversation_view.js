@@ -63,8 +63,8 @@ export class ConversationView {
   /** A problem, in plain words, with the server's own message and what became of the prompt. */
   addError(title, detail, note) {
     const item = this.item("error", "Problem");
-    item.setAttribute("role", "alert");
     const body = element("div", "bubble");
+    body.setAttribute("role", "alert"); // on its words: a list item keeps its own role
     body.append(element("p", "error-title", title));
     if (detail) body.append(element("p", "error-detail", detail));
     if (note) body.append(element("p", "error-note", note));

@@ -22,9 +22,35 @@ md.validateLink = (url) => SAFE_LINK.test(url.trim());
 /** The parser the page renders with: tests compare this page's tree with its `render()`. */
 export const markdownIt = md;
 
-// A reply's headings sit under the page's own <h1> (its name): `#` is an <h2>, and so on,
-// `#####` and `######` both <h6>, the last level HTML has.
-const HEADING_SHIFT = 1;
+/**
+ * A reply's headings as the page's outline has them. They sit under the page's own <h1>
+ * (its name), and none skips a level, whichever levels the model wrote (it often starts at
+ * `##`, or jumps from `#` to `###`): each heading is one level below the heading it falls
+ * under, the nearest one before it written at a higher level; a reply's top headings are
+ * <h2>, the deepest <h6>. Order and nesting are the Markdown's.
+ */
+export class Outline {
+  constructor(open = []) {
+    this.open = open; // Markdown levels of the headings the next one may fall under
+  }
+
+  /** The HTML level of the next heading, written at Markdown level `level` (1-6). */
+  next(level) {
+    while (this.open.length && this.open.at(-1) >= level) this.open.pop();
+    this.open.push(level);
+    return Math.min(this.open.length + 1, 6);
+  }
+
+  copy() {
+    return new Outline([...this.open]);
+  }
+}
+
+// How deep a reply's elements may nest. markdown-it stops block nesting at 100 levels but
+// not emphasis (`*a *a *a … a* a* a*` nests as deep as it is long), and the browser's
+// layout and the stream's merge walk the tree: past this depth, an opening token adds no
+// element and its text goes into the deepest one. No real reply comes near it.
+export const MAX_DEPTH = 32;
 
 // Elements a token may become, by markdown-it's tag; anything else renders as its text.
 const BLOCK_TAGS = new Set(["p", "ul", "ol", "li", "blockquote", "hr"]);
@@ -59,10 +85,14 @@ export function parseBlocks(text) {
   return blocks;
 }
 
-/** One block as safe elements. */
-export function renderBlock(block) {
+/**
+ * One block as safe elements.
+ * @param {Block} block
+ * @param {Outline} [outline] the headings before it (its own are added)
+ */
+export function renderBlock(block, outline = new Outline()) {
   const holder = document.createDocumentFragment();
-  renderTokens(holder, block.tokens);
+  renderTokens(holder, block.tokens, outline);
   return holder.firstChild ?? element("p");
 }
 
@@ -73,12 +103,12 @@ export function renderBlock(block) {
  */
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
-  renderTokens(fragment, md.parse(String(text).replace(/\r\n?/g, "\n"), {}));
+  renderTokens(fragment, md.parse(String(text).replace(/\r\n?/g, "\n"), {}), new Outline());
   return fragment;
 }
 
 /** Block tokens into `root`: an element for each opening token, closed by its partner. */
-function renderTokens(root, tokens) {
+function renderTokens(root, tokens, outline) {
   const stack = [root];
   for (const token of tokens) {
     const parent = stack.at(-1);
@@ -86,11 +116,12 @@ function renderTokens(root, tokens) {
       stack.pop();
     } else if (token.nesting === 1) {
       // A tight list's paragraphs are hidden: the item holds the text itself.
-      const node = token.hidden ? parent : blockElement(token);
+      const flat = token.hidden || stack.length > MAX_DEPTH;
+      const node = flat ? parent : blockElement(token, outline);
       if (node !== parent) parent.append(node);
       stack.push(node);
     } else if (token.type === "inline") {
-      renderInline(parent, token.children ?? []);
+      renderInline(parent, token.children ?? [], stack.length);
     } else if (token.type === "fence" || token.type === "code_block") {
       // The language is the info string's first word, escapes and entities undone, as
       // markdown-it's own fence rule reads it.
@@ -104,10 +135,9 @@ function renderTokens(root, tokens) {
   }
 }
 
-function blockElement(token) {
+function blockElement(token, outline) {
   if (token.type === "heading_open") {
-    const level = Math.min(Number(token.tag.slice(1)) + HEADING_SHIFT, 6);
-    return element(`h${level}`, "md-heading");
+    return element(`h${outline.next(Number(token.tag.slice(1)))}`, "md-heading");
   }
   if (token.type === "table_open") return element("table", "md-table");
   if (TABLE_TAGS.has(token.tag)) {
@@ -125,11 +155,15 @@ function blockElement(token) {
   return node;
 }
 
-/** Inline tokens (text, `code`, emphasis, links, breaks) into `root`. */
-function renderInline(root, tokens) {
+/** Inline tokens (text, `code`, emphasis, links, breaks) into `root`, `depth` deep. */
+function renderInline(root, tokens, depth) {
   const stack = [root];
   for (const token of tokens) {
     const parent = stack.at(-1);
+    if (token.nesting === 1 && depth + stack.length > MAX_DEPTH) {
+      stack.push(parent); // too deep: its text goes where it is
+      continue;
+    }
     switch (token.type) {
       case "text":
         parent.append(document.createTextNode(token.content));

@@ -5,7 +5,12 @@
 // selection, a focused button or a scroll position in the reply survives the next delta,
 // and a delta costs about the same at 100k characters as at 2k.
 
-import { parseBlocks, renderBlock } from "./markdown.js";
+import { Outline, parseBlocks, renderBlock } from "./markdown.js";
+
+// A table with more body rows than this streams row by row (streamTable): each row is
+// parsed once, with the table's first two lines, instead of the whole table on every
+// delta, which took half a second a draw at 100 KB.
+const ROWS_BEFORE_ROW_BY_ROW = 20;
 
 export class MarkdownStream {
   /**
@@ -18,8 +23,11 @@ export class MarkdownStream {
     this.text = "";
     this.openFrom = 0; // offset in `text` where the open (still changing) blocks start
     this.openNodes = [];
-    this.finished = []; // {node, start}: finished blocks, in order
+    this.finished = []; // {node, start, outline}: finished blocks, in order
+    this.outline = new Outline(); // the headings of the finished blocks
     this.endsWithCR = false;
+    // A long open table, streamed row by row: {node, body, head, from, rows, provisional}.
+    this.table = null;
   }
 
   /** Add streamed text; line endings are normalised even when "\r\n" is split in two. */
@@ -43,9 +51,11 @@ export class MarkdownStream {
     if (!last) return;
     this.openNodes = [last.node];
     this.openFrom = last.start;
+    this.outline = last.outline; // the headings before it
   }
 
   update(final) {
+    if (this.table && this.streamTable(final)) return;
     const tail = this.text.slice(this.openFrom);
     const lines = tail.split("\n");
     const blocks = parseBlocks(tail);
@@ -59,16 +69,84 @@ export class MarkdownStream {
       finishedCount += 1;
     }
     if (final) finishedCount = blocks.length;
-    const nodes = mergeInto(this.container, this.openNodes, blocks.map(renderBlock));
+    // Each block's headings take their levels from the headings before it (Outline).
+    const outline = this.outline.copy();
+    const after = [];
+    const rendered = blocks.map((block) => {
+      const node = renderBlock(block, outline);
+      after.push(outline.copy());
+      return node;
+    });
+    const nodes = mergeInto(this.container, this.openNodes, rendered);
     for (let k = 0; k < finishedCount; k += 1) {
-      this.finished.push({ node: nodes[k], start: this.openFrom + charsBefore(lines, 0, blocks[k].start) });
+      const start = this.openFrom + charsBefore(lines, 0, blocks[k].start);
+      this.finished.push({ node: nodes[k], start, outline: this.outline });
+      this.outline = after[k];
       this.onBlockFinished?.(nodes[k]);
     }
+    const openFrom = this.openFrom;
     if (finishedCount > 0) {
       const next = blocks[finishedCount - 1].next;
       this.openFrom += charsBefore(lines, 0, Math.min(next, lines.length));
     }
     this.openNodes = nodes.slice(finishedCount);
+    const open = blocks[finishedCount];
+    if (!final && this.openNodes.length === 1 && open.tokens[0].type === "table_open") {
+      const complete = lastLine - open.start - 2; // body lines, the growing one not counted
+      if (complete > ROWS_BEFORE_ROW_BY_ROW) {
+        const from = openFrom + charsBefore(lines, 0, open.start);
+        this.startRowByRow(this.openNodes[0], from, lines.slice(open.start, open.start + 2), complete);
+      }
+    }
+  }
+
+  /** The open table goes on row by row from here: its first `rows` body lines are done. */
+  startRowByRow(node, from, [header, delimiter], rows) {
+    const body = node.querySelector(":scope > tbody");
+    if (!body) return;
+    // The growing line's row (if it is one yet) is drawn again with each delta.
+    const extra = body.rows.length - rows;
+    for (let k = 0; k < extra; k += 1) body.lastElementChild.remove();
+    this.table = { node, body, head: `${header}\n${delimiter}\n`, from, rows, provisional: null };
+    this.openFrom = from;
+  }
+
+  /**
+   * The long open table's new lines, parsed with its first two lines only: complete rows are
+   * added for good, the growing one is drawn again. False once the table has ended (or the
+   * text did): then its last rows are in, it is finished, and the text after it is parsed
+   * as usual.
+   */
+  streamTable(final) {
+    const table = this.table;
+    const lines = this.text.slice(table.from).split("\n");
+    const fresh = lines.slice(2 + table.rows);
+    const chunk = table.head + fresh.join("\n");
+    const blocks = parseBlocks(chunk);
+    const chunkLines = fresh.length + 2;
+    const lastLine = final ? chunkLines : chunkLines - 1;
+    const [first] = blocks;
+    const tableEnd = first?.tokens[0].type === "table_open" ? first.tokens[0].map[1] : 2;
+    const ended = final || blocks.length > 1 || tableEnd < lastLine;
+    const drawn = first ? renderBlock(first) : null;
+    const rows = [...(drawn?.querySelector(":scope > tbody")?.rows ?? [])];
+    table.provisional?.remove();
+    table.provisional = null;
+    // Rows are in line order, one a line: row k is the table's body line rows + k.
+    const complete = ended ? rows.length : Math.min(rows.length, lastLine - 2);
+    table.body.append(...rows.slice(0, complete));
+    table.rows += complete;
+    if (!ended) {
+      table.provisional = rows[complete] ?? null;
+      if (table.provisional) table.body.append(table.provisional);
+      return true;
+    }
+    this.table = null;
+    this.finished.push({ node: table.node, start: table.from, outline: this.outline });
+    this.onBlockFinished?.(table.node);
+    this.openFrom = table.from + charsBefore(lines, 0, Math.min(2 + table.rows, lines.length));
+    this.openNodes = [];
+    return false;
   }
 }
 

@@ -23,8 +23,10 @@ ALLOWED_DIFFERENCES = {
     "button) and a wrapper for the two; the <pre><code> inside is markdown-it's.",
     "code-last-newline": "markdown-it ends a code block's text with a newline; the page drops "
     "that one, so the block shows no empty last line.",
-    "heading-levels": "Headings are one level lower (# is <h2>, ###### stays <h6>): the page's "
-    "own <h1> is its name, and a reply's outline sits under it.",
+    "heading-levels": "Heading levels are renumbered to fit under the page's own <h1> (its "
+    "name) without skipping a level: a reply's top headings are <h2>, and each other heading "
+    "is one level below the one it falls under (the nearest before it written at a higher "
+    "Markdown level), at most <h6>. Order and nesting stay markdown-it's.",
     "links-open-apart": "A link opens in a new tab, with rel=noopener noreferrer nofollow "
     "(target and rel are the page's own).",
     "empty-links-are-text": "A link with no address ([foo]()) is its text in a <span>: "
@@ -55,6 +57,7 @@ BEYOND_THE_SPEC = [
     "<javascript:alert(1)> [rel](/relative)",
     "1. one\n2. two\n\n3) three\n\n- [x] done\n- [ ] open\n",
     "# One\n## Two\n###### Six\nSetext\n---\n",
+    "## Starts at two\n#### skips one\n### back\n# top\n> ### quoted\n- ##### listed\n",
 ]
 
 # Both trees into one comparable form. `used` collects which listed difference each
@@ -98,9 +101,13 @@ async (examples) => {
         code.textContent = code.textContent.slice(0, -1);
       }
     }
+    const open = []; // the Markdown levels a heading may fall under
     for (const heading of root.querySelectorAll("h1, h2, h3, h4, h5, h6")) {
       used.add("heading-levels");
-      const level = Math.min(Number(heading.tagName[1]) + 1, 6);
+      const written = Number(heading.tagName[1]);
+      while (open.length && open.at(-1) >= written) open.pop();
+      open.push(written);
+      const level = Math.min(open.length + 1, 6);
       const shifted = root.ownerDocument.createElement(`h${level}`);
       shifted.append(...heading.childNodes);
       heading.replaceWith(shifted);

@@ -72,7 +72,7 @@ def test_conversations_are_listed_switched_exported_and_forgotten(scripted, open
     expect(page.locator('#chat-list [aria-current="true"] .chat-title')).to_have_text(
         "Second topic"
     )
-    page.get_by_role("button", name="Open “First topic”").click()
+    page.locator(".open-chat", has_text="First topic").click()
     eventually(lambda: server.received[-1] == {"action": "attach", "conversation": first})
     expect(page.locator(".message.reply .bubble")).to_have_text(
         ["Answer to First topic\nwith a second line", "Answer to More on it"]
@@ -124,7 +124,7 @@ def test_another_tab_takes_the_conversation_and_this_one_takes_it_back(scripted,
     other.goto(server.http_url)
     connected(other)
     other.locator("#chats summary").click()
-    other.get_by_role("button", name="Open “hi”").click()
+    other.locator(".open-chat", has_text="hi").click()
     expect(other.locator(".message.reply .bubble")).to_have_text("Hello.")
 
     notice = page.locator(".message.notice")

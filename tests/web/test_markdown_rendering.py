@@ -76,6 +76,14 @@ STREAMED = [
     REPLY,
     "para\n#tag\n\n1\n2. two\n\n- a\n\n  still a\n- b\n\nend",
     "Setext\n===\n\n> quote\nlazy\n\n```\nopen fence",
+    "## Two\ntext\n#### four\n\n- ### in a list\n\n# one\n###### six\nSetext\n---\n",
+    # A long table streams row by row (markdown_stream.js): the same table in the end.
+    "Before\n\n| n | word |\n| -: | :- |\n"
+    + "".join(f"| {n} | *w{n}* |\n" for n in range(60))
+    + "| short |\n| a | b | c |\n\nAfter\n\n| x |\n| - |\n"
+    + "".join(f"| {n} |\n" for n in range(30))
+    + "> ends it\n\n| y |\n| - |\n"
+    + "".join(f"| {n} |\n" for n in range(25)),
 ]
 
 

@@ -71,8 +71,9 @@ def test_the_accessibility_tree_names_the_conversation_and_its_controls(server, 
           - group:
             - text: Settings
           - button "New chat"
-        - status: Ready
-        - paragraph: "Model: tiny-test-model"
+        - region "Connection":
+          - status: Ready
+          - paragraph: "Model: tiny-test-model"
         - main "Conversation":
           - list:
             - listitem:
@@ -88,9 +89,10 @@ def test_the_accessibility_tree_names_the_conversation_and_its_controls(server, 
               - paragraph: /time to first token 12 ms · 99\\.5 tokens\\/s · 9 tokens/
               - button "Copy the reply"
               - button "Regenerate the reply"
-        - textbox "Message"
-        - button "Send"
-        - paragraph: Enter to send · Shift+Enter for a new line
+        - form "Your message":
+          - textbox "Message"
+          - button "Send"
+          - paragraph: Enter to send · Shift+Enter for a new line
         """
     )
 

@@ -311,7 +311,8 @@ MARKDOWN_CASES = {
         ["P", "after"],
     ],
     "```\nstill streaming <img src=x>": [["DIV", "still streaming <img src=x>"]],
-    "## Title <i>x</i>": [["P", "Title <i>x</i>"]],
+    # A heading is one (the page's <h1> is its name: a reply's top heading is <h2>).
+    "## Title <i>x</i>": [["H2", "Title <i>x</i>"]],
 }
 
 
@@ -341,7 +342,7 @@ def test_the_markdown_subset_builds_only_safe_elements(server, open_page):
         list(MARKDOWN_CASES),
     )
     # A code block is a DIV: its language and Copy button (acted on by the page), then PRE.
-    allowed_tags = {"P", "UL", "OL", "LI", "DIV", "SPAN", "BUTTON", "PRE", "CODE", "STRONG"}
+    allowed_tags = {"P", "H2", "UL", "OL", "LI", "DIV", "SPAN", "BUTTON", "PRE", "CODE", "STRONG"}
     # (Links and tables: test_markdown_rendering.py.)
     allowed_attributes = {"class", "start", "data-language", "type", "data-action", "aria-label"}
     for text, expected in MARKDOWN_CASES.items():

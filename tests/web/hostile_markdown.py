@@ -1,0 +1,100 @@
+"""Hostile Markdown a reply may carry, and what drawing it costs the page.
+
+The budget: while a reply streams, no draw of it (one task of the page's main thread) takes
+more than 50 ms, the browser's own long-task threshold, whatever the text. Drawn whole at
+once (a reload, a conversation opened), a 100 KB reply is one task as long as markdown-it
+takes to parse it (about 0.2-0.5 s for the 100 KB table on this 2-core machine).
+
+    python -m tests.web.hostile_markdown    # prints each input's costs, in ms
+
+tests/web/test_hostile_markdown.py checks that each renders safely; the figures are shown
+here, never asserted by a test (a busy machine moves them).
+"""
+
+from __future__ import annotations
+
+import json
+
+DEPTH = 10_000
+
+HOSTILE = {
+    "javascript: links": "[x](javascript:alert(1)) <javascript:alert(1)> [y](JaVaScRiPt:alert(2)) "
+    "[z](data:text/html,<script>alert(3)</script>) ![i](javascript:alert(4))\n" * 700,
+    "raw HTML": '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">\n\n'
+    '<iframe srcdoc="<script>parent.__pwned = 3</script>"></iframe> <a href=javascript:1>a</a>\n\n'
+    * 600,
+    "lists 10,000 deep": "- " * DEPTH + "deep\n",
+    "quotes 10,000 deep": ">" * DEPTH + " deep\n",
+    # Nested a line at a time, each line indented further: 300 deep is 90 KB already.
+    "lists 300 deep, one a line": "".join("  " * i + "- x\n" for i in range(300)),
+    "emphasis 10,000 deep": "*a " * DEPTH + "b" + " a*" * DEPTH,
+    "100 KB table": "| n | word | more | code |\n| -: | :- | :-: | - |\n"
+    + "".join(f"| {i} | cell {i} | more text | `c{i}` |\n" for i in range(3_000)),
+}
+
+# Each input drawn whole, and streamed in slices of about what 50 ms of fast tokens bring
+# (reply_view.js draws a burst at most once per 50 ms), into a reply as the page has it.
+MEASURE = """async ([text, slice]) => {
+  const { renderMarkdown } = await import("./markdown.js");
+  const { MarkdownStream } = await import("./markdown_stream.js");
+  const reply = () => {
+    const item = document.createElement("li");
+    item.className = "message reply";
+    const bubble = document.createElement("div");
+    bubble.className = "bubble";
+    item.append(bubble);
+    document.getElementById("messages").append(item);
+    return [item, bubble];
+  };
+  const timed = (action) => {
+    const start = performance.now();
+    action();
+    document.body.getBoundingClientRect(); // its layout counts too
+    return performance.now() - start;
+  };
+  let [item, bubble] = reply();
+  const whole = timed(() => bubble.append(renderMarkdown(text)));
+  item.remove();
+  [item, bubble] = reply();
+  const stream = new MarkdownStream(bubble);
+  const draws = [];
+  for (let at = 0; at < text.length; at += slice) {
+    draws.push(timed(() => stream.append(text.slice(at, at + slice))));
+  }
+  draws.push(timed(() => stream.finish()));
+  const depth = (node) => node.firstElementChild
+    ? 1 + Math.max(...[...node.children].map(depth)) : 0;
+  const deepest = depth(bubble);
+  item.remove();
+  return { chars: text.length, whole_ms: whole, draws: draws.length,
+           worst_draw_ms: Math.max(...draws), deepest };
+}"""
+SLICE_CHARS = 800
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.conftest import Chromium
+    from tests.web.scripted_server import ScriptedChatServer, answering
+
+    server = ScriptedChatServer(answering("x"))
+    server.start()
+    try:
+        with sync_playwright() as playwright:
+            browser = Chromium().launch(playwright)
+            page = browser.new_page()
+            page.goto(server.http_url)
+            page.wait_for_function(
+                "document.querySelector('#status').dataset.state === 'connected'"
+            )
+            for name, text in HOSTILE.items():
+                figures = page.evaluate(MEASURE, [text, SLICE_CHARS])
+                print(f"{name:32} {json.dumps({k: round(v, 1) for k, v in figures.items()})}")
+            browser.close()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
