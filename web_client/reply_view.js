@@ -49,6 +49,11 @@ export class ReplyView {
     return this.markdown.text + this.pending;
   }
 
+  /** Still in the conversation (not removed since). */
+  get isShown() {
+    return this.item.isConnected;
+  }
+
   get hasText() {
     return this.text.length > 0;
   }
