@@ -3,7 +3,9 @@
 The item holds the conversation's memory (its turns, trimmed oldest first), the connection
 it is attached to (where its replies stream), the reply lease (one reply at a time), the
 stop mark and the rate window. Everything goes through a low-level boto3 DynamoDB client
-passed in; every write that races another function is conditional.
+passed in, with items built and read by boto3's own type (de)serializer
+(`llambda.table.attributes` / `plain`); every write that races another function is
+conditional.
 
 Why the item can never reach DynamoDB's 400 KB: the turns are trimmed to `max_chars`
 characters on every save, the running reply's prompt is at most the stage's prompt cap,
@@ -21,7 +23,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from llambda.history import Message, drop_oldest_turns, valid_turns
-from llambda.table import PARTITION_KEY, ItemStore, is_conditional_failure
+from llambda.table import (
+    PARTITION_KEY,
+    TTL_ATTRIBUTE,
+    ItemStore,
+    attributes,
+    is_conditional_failure,
+    plain,
+)
 
 
 class NotFound(Exception):
@@ -104,19 +113,22 @@ def trim_history(turns: list[Message], max_chars: int) -> list[Message]:
     )
 
 
+# The readers below take an item's values (`plain`), not its attribute values.
+
+
 def _turns_of(item: dict[str, Any]) -> list[Message]:
     try:
-        return valid_turns(json.loads(item.get("history", {}).get("S", "[]")))
-    except ValueError:
+        return valid_turns(json.loads(item.get("history", "[]")))
+    except (TypeError, ValueError):
         return []
 
 
 def _number(item: dict[str, Any], name: str, default: int = 0) -> int:
-    return int(item.get(name, {}).get("N", str(default)))
+    return int(item.get(name, default))
 
 
 def _attachment_of(item: dict[str, Any]) -> Attachment | None:
-    connection = item.get("connectionId", {}).get("S")
+    connection = item.get("connectionId")
     if connection is None:
         return None
     return Attachment(
@@ -135,13 +147,13 @@ def _require_attached(item: dict[str, Any] | None, connection_id: str) -> dict[s
     """The item, if it exists and is attached to `connection_id`; else why not."""
     if not item:
         raise NotFound()
-    if item.get("connectionId", {}).get("S") != connection_id:
+    if item.get("connectionId") != connection_id:
         raise NotAttached()
     return item
 
 
-def _encode(turns: list[Message]) -> dict[str, str]:
-    return {"S": json.dumps(turns, ensure_ascii=False)}
+def _encode(turns: list[Message]) -> str:
+    return json.dumps(turns, ensure_ascii=False)
 
 
 class ConversationStore(ItemStore):
@@ -158,8 +170,9 @@ class ConversationStore(ItemStore):
                 return None
             raise
 
-    def _expires(self, ttl_seconds: int) -> dict[str, str]:
-        return {"N": str(self._now_ms() // 1000 + ttl_seconds)}
+    def _expires(self, ttl_seconds: int) -> int:
+        """The TTL attribute's value: epoch seconds."""
+        return self._now_ms() // 1000 + ttl_seconds
 
     # A chat ----------------------------------------------------------------------------
 
@@ -180,17 +193,21 @@ class ConversationStore(ItemStore):
             TableName=self._table,
             Item={
                 **self._key(conversation_id),
-                "createdAt": {"N": str(now)},
-                "expiresAt": self._expires(ttl_seconds),
-                "history": {"S": "[]"},
-                "epoch": {"N": "0"},
-                "connectionId": {"S": connection_id},
-                "attachCount": {"N": "0"},
-                "replyId": {"S": reply_id},
-                "replyPrompt": {"S": prompt},
-                "leaseUntil": {"N": str(now + lease_seconds * 1000)},
-                "rateWindow": {"N": str(now // 60_000)},
-                "rateCount": {"N": "1"},
+                **attributes(
+                    {
+                        "createdAt": now,
+                        TTL_ATTRIBUTE: self._expires(ttl_seconds),
+                        "history": "[]",
+                        "epoch": 0,
+                        "connectionId": connection_id,
+                        "attachCount": 0,
+                        "replyId": reply_id,
+                        "replyPrompt": prompt,
+                        "leaseUntil": now + lease_seconds * 1000,
+                        "rateWindow": now // 60_000,
+                        "rateCount": 1,
+                    }
+                ),
             },
             ConditionExpression=f"attribute_not_exists({PARTITION_KEY})",
         )
@@ -216,16 +233,16 @@ class ConversationStore(ItemStore):
         now = self._now_ms()
         window = now // 60_000
         values = {
-            ":r": {"S": reply_id},
-            ":c": {"S": connection_id},
-            ":p": {"S": prompt},
-            ":until": {"N": str(now + lease_seconds * 1000)},
-            ":now": {"N": str(now)},
+            ":r": reply_id,
+            ":c": connection_id,
+            ":p": prompt,
+            ":until": now + lease_seconds * 1000,
+            ":now": now,
             ":exp": self._expires(ttl_seconds),
-            ":w": {"N": str(window)},
-            ":one": {"N": "1"},
+            ":w": window,
+            ":one": 1,
         }
-        take = "replyId = :r, replyPrompt = :p, leaseUntil = :until, expiresAt = :exp"
+        take = f"replyId = :r, replyPrompt = :p, leaseUntil = :until, {TTL_ATTRIBUTE} = :exp"
         clear = "REMOVE stopRequested, interrupted"
         ours = (
             f"attribute_exists({PARTITION_KEY}) AND connectionId = :c "
@@ -236,7 +253,7 @@ class ConversationStore(ItemStore):
             (
                 f"SET {take}, rateCount = rateCount + :one {clear}",
                 f"{ours} AND rateWindow = :w AND rateCount < :limit",
-                {":limit": {"N": str(per_minute)}},
+                {":limit": per_minute},
             ),
             # The first chat of a minute: start counting from one.
             (
@@ -246,7 +263,7 @@ class ConversationStore(ItemStore):
             ),
         )
         if per_minute < 1:  # no chats allowed: still say why first if it is not ours
-            self._refusal(self.get(conversation_id) or {}, connection_id, now, window, 0)
+            self._refusal(self.read(conversation_id) or {}, connection_id, now, window, 0)
             raise RateLimited()
         for update, condition, extra in attempts:
             try:
@@ -255,7 +272,7 @@ class ConversationStore(ItemStore):
                     Key=self._key(conversation_id),
                     UpdateExpression=update,
                     ConditionExpression=condition,
-                    ExpressionAttributeValues={**values, **extra},
+                    ExpressionAttributeValues=attributes({**values, **extra}),
                     ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
@@ -263,10 +280,10 @@ class ConversationStore(ItemStore):
                 if not is_conditional_failure(error):
                     raise
                 self._refusal(
-                    error.response.get("Item") or {}, connection_id, now, window, per_minute
+                    plain(error.response.get("Item")), connection_id, now, window, per_minute
                 )
                 continue
-            item = answer.get("Attributes") or {}
+            item = plain(answer.get("Attributes"))
             attachment = _attachment_of(item) or Attachment(connection_id, 0)
             return Admitted(_turns_of(item), _number(item, "epoch"), attachment)
         # The item changed between the two writes: another chat got in first.
@@ -295,35 +312,35 @@ class ConversationStore(ItemStore):
         answer = self._update(
             conversation_id,
             UpdateExpression=(
-                "SET connectionId = :c, seenSeq = :s, expiresAt = :exp, "
+                f"SET connectionId = :c, seenSeq = :s, {TTL_ATTRIBUTE} = :exp, "
                 "attachCount = if_not_exists(attachCount, :zero) + :one"
             ),
             ConditionExpression=f"attribute_exists({PARTITION_KEY})",
-            ExpressionAttributeValues={
-                ":c": {"S": connection_id},
-                ":s": {"N": str(seen_seq)},
-                ":exp": self._expires(ttl_seconds),
-                ":zero": {"N": "0"},
-                ":one": {"N": "1"},
-            },
+            ExpressionAttributeValues=attributes(
+                {
+                    ":c": connection_id,
+                    ":s": seen_seq,
+                    ":exp": self._expires(ttl_seconds),
+                    ":zero": 0,
+                    ":one": 1,
+                }
+            ),
             ReturnValues="ALL_OLD",
         )
         if answer is None:
             raise NotFound()
-        old = answer.get("Attributes") or {}
-        previous = old.get("connectionId", {}).get("S")
+        old = plain(answer.get("Attributes"))
+        previous = old.get("connectionId")
         return Attached(
             turns=_turns_of(old),
-            running_prompt=(
-                old.get("replyPrompt", {}).get("S") if _running(old, self._now_ms()) else None
-            ),
-            interrupted=old.get("interrupted", {}).get("BOOL", False),
+            running_prompt=old.get("replyPrompt") if _running(old, self._now_ms()) else None,
+            interrupted=bool(old.get("interrupted", False)),
             previous_connection=None if previous == connection_id else previous,
         )
 
     def history(self, conversation_id: str) -> list[Message]:
         """The stored turns. Raises `NotFound`."""
-        item = self.get(conversation_id)
+        item = self.read(conversation_id)
         if item is None:
             raise NotFound()
         return _turns_of(item)
@@ -347,15 +364,15 @@ class ConversationStore(ItemStore):
     def request_stop(self, conversation_id: str, connection_id: str) -> str | None:
         """Mark the running reply to stop; its id, or None when no reply runs. Raises
         `NotFound` or `NotAttached`."""
-        item = _require_attached(self.get(conversation_id), connection_id)
-        reply_id = item.get("replyId", {}).get("S")
+        item = _require_attached(self.read(conversation_id), connection_id)
+        reply_id = item.get("replyId")
         if reply_id is None:
             return None
         updated = self._update(
             conversation_id,
             UpdateExpression="SET stopRequested = :r",
             ConditionExpression="replyId = :r",
-            ExpressionAttributeValues={":r": {"S": reply_id}},
+            ExpressionAttributeValues=attributes({":r": reply_id}),
         )
         return reply_id if updated is not None else None
 
@@ -370,18 +387,15 @@ class ConversationStore(ItemStore):
                 "REMOVE interrupted"
             ),
             ConditionExpression=f"attribute_exists({PARTITION_KEY}) AND connectionId = :c",
-            ExpressionAttributeValues={
-                ":empty": {"S": "[]"},
-                ":zero": {"N": "0"},
-                ":one": {"N": "1"},
-                ":c": {"S": connection_id},
-            },
+            ExpressionAttributeValues=attributes(
+                {":empty": "[]", ":zero": 0, ":one": 1, ":c": connection_id}
+            ),
             ReturnValues="ALL_NEW",
         )
         if updated is None:
-            _require_attached(self.get(conversation_id), connection_id)
+            _require_attached(self.read(conversation_id), connection_id)
             raise NotAttached()  # attached here a moment ago, elsewhere now
-        running = _running(updated.get("Attributes", {}), self._now_ms())
+        running = _running(plain(updated.get("Attributes")), self._now_ms())
         return running and self.request_stop(conversation_id, connection_id) is not None
 
     # The running reply (inference and dispatch failure) --------------------------------
@@ -389,13 +403,13 @@ class ConversationStore(ItemStore):
     def reply_check(self, conversation_id: str, reply_id: str) -> ReplyCheck:
         """What the running reply should do now, and where it should stream (a consistent
         read of the item)."""
-        item = self.get(conversation_id)
+        item = self.read(conversation_id)
         if item is None:
             return ReplyCheck(ReplyState.GONE, None)
         attachment, epoch = _attachment_of(item), _number(item, "epoch")
-        if item.get("replyId", {}).get("S") != reply_id:
+        if item.get("replyId") != reply_id:
             return ReplyCheck(ReplyState.STOP, attachment, epoch)
-        if item.get("stopRequested", {}).get("S") == reply_id:
+        if item.get("stopRequested") == reply_id:
             return ReplyCheck(ReplyState.STOP, attachment, epoch)
         return ReplyCheck(ReplyState.RUN, attachment, epoch)
 
@@ -406,10 +420,9 @@ class ConversationStore(ItemStore):
                 conversation_id,
                 UpdateExpression="SET leaseUntil = :until",
                 ConditionExpression="replyId = :r",
-                ExpressionAttributeValues={
-                    ":r": {"S": reply_id},
-                    ":until": {"N": str(self._now_ms() + lease_seconds * 1000)},
-                },
+                ExpressionAttributeValues=attributes(
+                    {":r": reply_id, ":until": self._now_ms() + lease_seconds * 1000}
+                ),
             )
             is not None
         )
@@ -421,7 +434,7 @@ class ConversationStore(ItemStore):
                 conversation_id,
                 UpdateExpression="REMOVE replyId, replyPrompt, leaseUntil, stopRequested",
                 ConditionExpression="replyId = :r",
-                ExpressionAttributeValues={":r": {"S": reply_id}},
+                ExpressionAttributeValues=attributes({":r": reply_id}),
             )
             is not None
         )
@@ -446,21 +459,23 @@ class ConversationStore(ItemStore):
         saved = self._update(
             conversation_id,
             UpdateExpression=(
-                "SET history = :h, expiresAt = :exp, interrupted = :cut "
+                f"SET history = :h, {TTL_ATTRIBUTE} = :exp, interrupted = :cut "
                 "REMOVE replyId, replyPrompt, leaseUntil, stopRequested"
             ),
             ConditionExpression=f"replyId = :r AND {_SAME_EPOCH}",
-            ExpressionAttributeValues={
-                ":h": _encode(trim_history(turns, max_chars)),
-                ":r": {"S": reply_id},
-                ":e": {"N": str(epoch)},
-                ":zero": {"N": "0"},
-                ":exp": self._expires(ttl_seconds),
-                ":cut": {"BOOL": interrupted},
-            },
+            ExpressionAttributeValues=attributes(
+                {
+                    ":h": _encode(trim_history(turns, max_chars)),
+                    ":r": reply_id,
+                    ":e": epoch,
+                    ":zero": 0,
+                    ":exp": self._expires(ttl_seconds),
+                    ":cut": interrupted,
+                }
+            ),
             ReturnValues="ALL_NEW",
         )
         if saved is None:
             self.release_lease(conversation_id, reply_id)
-            return Finished(False, _attachment_of(self.get(conversation_id) or {}))
-        return Finished(True, _attachment_of(saved.get("Attributes") or {}))
+            return Finished(False, _attachment_of(self.read(conversation_id) or {}))
+        return Finished(True, _attachment_of(plain(saved.get("Attributes"))))

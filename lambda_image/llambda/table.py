@@ -5,9 +5,10 @@ infra/constructs/conversation_table.py; its key and TTL attribute are the contra
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from llambda.contract import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE
@@ -16,8 +17,24 @@ PARTITION_KEY = TABLE_PARTITION_KEY
 TTL_ATTRIBUTE = TABLE_TTL_ATTRIBUTE
 
 
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def attributes(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values as DynamoDB attribute values (boto3's own `TypeSerializer`): an item to
+    put, a key, or an update's `ExpressionAttributeValues`."""
+    return {name: _SERIALIZER.serialize(value) for name, value in values.items()}
+
+
+def plain(item: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An item's attribute values as Python values (boto3's `TypeDeserializer`: a number
+    is a `Decimal`); an empty dict for None."""
+    return {name: _DESERIALIZER.deserialize(value) for name, value in (item or {}).items()}
 
 
 class ItemStore:
@@ -34,14 +51,19 @@ class ItemStore:
         self._now_ms = clock_ms
 
     def _key(self, item_id: str) -> dict[str, Any]:
-        return {PARTITION_KEY: {"S": self.PREFIX + item_id}}
+        return attributes({PARTITION_KEY: self.PREFIX + item_id})
 
     def get(self, item_id: str) -> dict[str, Any] | None:
-        """The raw item (consistent read), or None."""
+        """The raw item, as DynamoDB holds it (consistent read), or None."""
         answer = self._db.get_item(
             TableName=self._table, Key=self._key(item_id), ConsistentRead=True
         )
         return answer.get("Item")
+
+    def read(self, item_id: str) -> dict[str, Any] | None:
+        """The item's values (see `plain`), or None."""
+        item = self.get(item_id)
+        return None if item is None else plain(item)
 
 
 def is_conditional_failure(error: ClientError) -> bool:
