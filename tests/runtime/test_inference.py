@@ -186,21 +186,21 @@ def test_history_is_trimmed_to_its_cap(store, connections, llama_engine, table):
 
 @pytest.fixture(scope="module")
 def small_context_engine():
-    """The tiny model with a 512-token context: a few long turns overflow it."""
+    """The tiny model with a 256-token context: a few long turns overflow it."""
     from llambda.engines.llamacpp_engine import LlamaCppEngine
     from offline.default_model import default_model_path
 
-    return LlamaCppEngine.load(str(default_model_path()), n_ctx=512, n_threads=1)
+    return LlamaCppEngine.load(str(default_model_path()), n_ctx=256, n_threads=1)
 
 
 def test_an_emoji_and_cjk_conversation_of_ten_long_turns_keeps_answering(
     store, connections, small_context_engine, settings, capsys
 ):
-    """Each turn is ~200 tokens (an emoji or a CJK character is ~3): the stored turns soon
+    """Each turn is ~100 tokens (an emoji or a CJK character is ~3): the stored turns soon
     hold far more than the context, yet every reply is answered from the latest exchanges
     that fit, counted in the model's own tokens, with room for the reply."""
-    engine, max_tokens = small_context_engine, 24
-    prompts = ["\N{GRINNING FACE}" * 60, "漢字を書く" * 12] * 5
+    engine, max_tokens = small_context_engine, 8
+    prompts = ["\N{GRINNING FACE}" * 30, "漢字を書く" * 6] * 5
     engines = Loaded(engine)
     dispatch = None
     capsys.readouterr()
