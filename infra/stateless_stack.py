@@ -14,6 +14,7 @@ from infra.constructs.authorizer import TokenAuthorizer
 from infra.constructs.dispatch_failure_function import DispatchFailureFunction
 from infra.constructs.inference_function import InferenceFunction
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.openai_endpoint import OpenAIEndpoint
 from infra.constructs.router_function import RouterFunction
 from infra.constructs.web_client_hosting import WebClientHosting
 from infra.constructs.websocket_api import WebSocketApi
@@ -78,6 +79,11 @@ class StatelessStack(cdk.Stack):
             on_failure=self.dispatch_failure.function,
         )
         table.grant_read_write_data(self.inference.function)
+        self.openai = (
+            OpenAIEndpoint(self, "OpenAI", config=config, inference=self.inference)
+            if config.openai_endpoint
+            else None
+        )
         self.router = RouterFunction(
             self,
             "Router",

@@ -32,6 +32,7 @@ _EMULATED_TYPES = {
     "AWS::Lambda::Alias",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Lambda::Permission",
+    "AWS::Lambda::Url",
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
     "AWS::ApiGatewayV2::Api",
@@ -105,6 +106,19 @@ class FunctionPlan:
     role_arn: str | None
     aliases: dict[str, int] = field(default_factory=dict)
     async_configs: dict[str, AsyncConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UrlPlan:
+    """A Function URL: the function and qualifier it invokes, and how."""
+
+    resource: Resource
+    url: str  # https://<url-id>.lambda-url.<region>.on.aws/
+    function_arn: str  # unqualified
+    qualifier: str  # "$LATEST" or an alias
+    auth_type: str  # NONE | AWS_IAM
+    invoke_mode: str  # BUFFERED | RESPONSE_STREAM
+    cors: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -319,6 +333,30 @@ def function_plans(
             on_failure=destination,
         )
     return list(plans.values()), skipped
+
+
+def url_plans(assembly: StageAssembly, resolver: Resolver) -> list[UrlPlan]:
+    """Every Function URL of the stage. `TargetFunctionArn` may name the function or a
+    qualified ARN; `Qualifier` names an alias (a URL never targets a version number)."""
+    plans = []
+    for res in assembly.resources("AWS::Lambda::Url"):
+        props = resolver.resolve(dict(res.properties), res.stack)
+        target = str(props["TargetFunctionArn"])
+        function_arn, qualifier = target, props.get("Qualifier")
+        if target.count(":") == 7:  # arn:aws:lambda:region:account:function:name:alias
+            function_arn, _, qualifier = target.rpartition(":")
+        plans.append(
+            UrlPlan(
+                resource=res,
+                url=resolver.get_att(res, "FunctionUrl"),
+                function_arn=function_arn,
+                qualifier=str(qualifier or "$LATEST"),
+                auth_type=str(props["AuthType"]),
+                invoke_mode=str(props.get("InvokeMode", "BUFFERED")),
+                cors=props.get("Cors"),
+            )
+        )
+    return plans
 
 
 def _function_by_name(

@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s", line)
     print(cloud.http_url, flush=True)
     print(cloud.ws_url, flush=True)
+    for url in cloud.function_urls.values():
+        print(url, flush=True)
+    if cloud.function_urls:
+        # Operator tools that write the stage's items (an API key) reach its DynamoDB here.
+        log.info("DynamoDB for operator tools: --endpoint-url %s", cloud.moto_url)
     log.info("ready in %.1f s", time.monotonic() - started)
     if args.post_latency_ms:
         log.info("@connections latency %g ms", args.post_latency_ms)

@@ -36,6 +36,7 @@ from offline import blueprint, events
 from offline.access import AccessControl
 from offline.connections_api import ConnectionRegistry, ConnectionsFaults, add_connections_routes
 from offline.fault_proxy import AwsFaults, create_proxy_app
+from offline.function_url import FunctionUrl
 from offline.gateway import FrameHook, GatewayConfig, GatewayLimits, WebSocketGateway
 from offline.iam import connections_target
 from offline.image import build_image
@@ -138,6 +139,10 @@ class OfflineCloud:
         self.not_emulated: list[blueprint.Skipped] = []
         self.functions: FunctionRegistry | None = None
         self.api: blueprint.ApiPlan | None = None
+        # Function URLs: the template's address → this twin's (http://host:port/).
+        self.function_urls: dict[str, str] = {}
+        self._url_plans: list[blueprint.UrlPlan] = []
+        self.url_servers: dict[str, FunctionUrl] = {}
         self._assembly: StageAssembly | None = None
         self._resolver: Resolver | None = None
         self._moto = MotoProcess(host)
@@ -264,6 +269,7 @@ class OfflineCloud:
             self.secrets[plan.resource.construct_path] = value
         self.api = blueprint.api_plan(assembly, resolver)
         self._plans, skipped = blueprint.function_plans(assembly, resolver)
+        self._url_plans = blueprint.url_plans(assembly, resolver)
         self.not_emulated = blueprint.not_emulated(assembly, skipped)
         for role_arn, documents in blueprint.role_policies(assembly, resolver).items():
             self.access.add_role(role_arn, documents)
@@ -275,6 +281,8 @@ class OfflineCloud:
         api_host = f"{self.api.api_id}.execute-api.{self.region}.{suffix}"
         value = re.sub(rf"wss://{re.escape(api_host)}", f"ws://{self.host}:{self.port}", value)
         value = re.sub(rf"https://{re.escape(api_host)}", f"http://{self.host}:{self.port}", value)
+        for url, local in self.function_urls.items():
+            value = value.replace(url, local)
         for dist in self._assembly.resources("AWS::CloudFront::Distribution"):
             domain = self._resolver.get_att(dist, "DomainName")
             value = value.replace(f"https://{domain}", f"http://{self.host}:{self.port}")
@@ -349,6 +357,18 @@ class OfflineCloud:
             )
             self.functions.add(function)
         await asyncio.gather(*(f.start() for f in self.functions.all()))
+        for index, plan in enumerate(self._url_plans):
+            function = self.functions.resolve(plan.function_arn)
+            if function is None:
+                raise blueprint.BlueprintError(f"{plan.resource.logical_id}: no such function")
+            served = FunctionUrl(plan, function, account_id=ACCOUNT_ID)
+            # Each URL has an address of its own: the ports after a fixed main port (so a
+            # tool's configuration keeps working across restarts), else free ones.
+            url_port = await self._server.serve_app(
+                served.app(), self._requested_port + 1 + index if self._requested_port else 0
+            )
+            self.function_urls[plan.url] = f"http://{self.host}:{url_port}/"
+            self.url_servers[plan.url] = served
         self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def _astop(self) -> None:
@@ -460,6 +480,8 @@ class OfflineCloud:
             for line in layout.skipped:
                 log.info("%s: image step not run here: %s", plan.name, line)
             handler = layout.handler
+            # An ENTRYPOINT of the image's own replaces Lambda's runtime, CMD its arguments.
+            entrypoint = (*layout.entrypoint, *layout.command) if layout.entrypoint else ()
             code_paths: tuple[str, ...] = (str(layout.task_root), runtime)
             environment = {
                 **layout.map_environment(layout.environment),
@@ -476,6 +498,7 @@ class OfflineCloud:
                 else:
                     layers.append(str(folder))
             code_paths = (str(plan.code_dir), *layers, runtime)
+            entrypoint = ()
         return FunctionSpec(
             name=plan.name,
             handler=handler,
@@ -489,6 +512,7 @@ class OfflineCloud:
             async_configs=dict(plan.async_configs),
             role_arn=plan.role_arn,
             description=plan.resource.construct_path,
+            entrypoint=entrypoint,
         )
 
     # -- what runs ------------------------------------------------------------------------
@@ -510,6 +534,14 @@ class OfflineCloud:
             )
         for route in self.api.routes:
             lines.append(f"  route {route.route_key} ({route.authorization_type})")
+        for plan in self._url_plans:
+            lines.append(
+                f"  function URL {self.function_urls.get(plan.url, plan.url)} → "
+                f"{plan.function_arn.rsplit(':', 1)[-1]}:{plan.qualifier} "
+                f"({plan.invoke_mode}, auth {plan.auth_type}"
+                + (f", CORS {','.join(plan.cors.get('AllowOrigins') or [])}" if plan.cors else "")
+                + ")"
+            )
         for path, name in self.tables.items():
             lines.append(f"  table {path}: {name}")
         for path in self.secrets:

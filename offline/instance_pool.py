@@ -16,9 +16,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from offline.runtime_worker import RuntimeApiWorker
 from offline.worker_process import InitFailed, WorkerGone, WorkerProcess
 
 log = logging.getLogger("offline")
@@ -40,9 +41,12 @@ class InstancePool:
         init_timeout: float,
         environment_for: EnvironmentFor,
         output: deque[str],
+        entrypoint: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.handler = handler
+        # An image's own runtime (its ENTRYPOINT and CMD): run under the Runtime API.
+        self.entrypoint = tuple(entrypoint)
         self.code_paths = code_paths
         self.cwd = cwd
         self.capacity = capacity
@@ -163,13 +167,23 @@ class InstancePool:
         """Start an instance; the caller has already counted it in `_starting`."""
         try:
             init_type = "provisioned-concurrency" if tag else "on-demand"
-            worker = WorkerProcess.spawn(
-                handler=self.handler,
-                code_paths=self.code_paths,
-                environment=self._environment_for(init_type),
-                cwd=str(self.cwd),
-                tag=tag,
-            )
+            worker: WorkerProcess | RuntimeApiWorker
+            if self.entrypoint:
+                worker = RuntimeApiWorker.spawn(
+                    entrypoint=self.entrypoint,
+                    code_paths=self.code_paths,
+                    environment=self._environment_for(init_type),
+                    cwd=str(self.cwd),
+                    tag=tag,
+                )
+            else:
+                worker = WorkerProcess.spawn(
+                    handler=self.handler,
+                    code_paths=self.code_paths,
+                    environment=self._environment_for(init_type),
+                    cwd=str(self.cwd),
+                    tag=tag,
+                )
             threading.Thread(
                 target=self._pump_output, args=(worker,), daemon=True, name=f"out-{worker.pid}"
             ).start()

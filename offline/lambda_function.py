@@ -30,6 +30,7 @@ from offline.event_queue import (
     utc_now,
 )
 from offline.instance_pool import InstancePool
+from offline.runtime_worker import RuntimeApiWorker, StreamSink
 from offline.trace import RUN, Trace, maybe_span
 from offline.worker_process import InitFailed, WorkerGone, WorkerProcess
 
@@ -60,6 +61,8 @@ class FunctionSpec:
     async_configs: Mapping[str, AsyncConfig] = field(default_factory=dict)
     role_arn: str | None = None
     description: str = ""
+    # An image's own runtime, ENTRYPOINT then CMD (empty: Lambda's runtime runs `handler`).
+    entrypoint: tuple[str, ...] = ()
 
     @property
     def capacity(self) -> int:
@@ -104,6 +107,7 @@ class LambdaFaults:
 class InvokeResult:
     payload: bytes
     function_error: str | None = None  # "Unhandled" when the handler raised
+    streamed: bool = False  # the payload went to the stream's reader instead
     duration_ms: float = 0.0
     cold_start: bool = False
 
@@ -147,6 +151,7 @@ class LocalFunction:
             init_timeout=max(30.0, spec.timeout_seconds),
             environment_for=self.environment,
             output=self.output,
+            entrypoint=spec.entrypoint,
         )
         self.events = EventQueue(function_arn=self.arn, destination=destination)
         self.instances.on_room = self._pump_events
@@ -221,6 +226,39 @@ class LocalFunction:
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
 
+    async def invoke_stream(
+        self,
+        payload: bytes,
+        *,
+        invoked_arn: str,
+        on_chunk: StreamSink,
+        cut: asyncio.Event,
+    ) -> InvokeResult:
+        """A response-streaming invoke (a RESPONSE_STREAM Function URL): the answer goes to
+        `on_chunk(data, content_type)` as the runtime sends it; `cut` ends it early. A
+        function run by Lambda's own Python runtime answers whole, in one chunk."""
+        throttle = self.spec.reserved_concurrency is not None
+        try:
+            worker, cold = await self.instances.acquire(
+                self.qualifier_of(invoked_arn), wait=not throttle
+            )
+        except InitFailed as failure:
+            return InvokeResult(json.dumps(failure.error).encode(), "Unhandled", cold_start=True)
+        if worker is None:
+            self.throttles += 1
+            raise Throttled(self.spec.name)
+        stream = (on_chunk, cut) if isinstance(worker, RuntimeApiWorker) else None
+        task = asyncio.ensure_future(
+            self._run(worker, str(uuid.uuid4()), payload, invoked_arn, cold, stream=stream)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        result = await asyncio.shield(task)
+        if stream is None and not result.function_error:
+            await on_chunk(result.payload, "application/json")
+            result.streamed = True
+        return result
+
     def submit_event(
         self, payload: bytes, *, invoked_arn: str | None = None, expire: bool = False
     ) -> str:
@@ -273,6 +311,8 @@ class LocalFunction:
         payload: bytes,
         invoked_arn: str,
         cold: bool,
+        *,
+        stream: tuple[StreamSink, asyncio.Event] | None = None,
     ) -> InvokeResult:
         timeout = self.spec.timeout_seconds
         started = time.perf_counter()
@@ -284,7 +324,12 @@ class LocalFunction:
         }
         try:
             with maybe_span(self.trace, RUN, self.spec.name):
-                reply = await worker.call(request, timeout)
+                if stream is not None:
+                    assert isinstance(worker, RuntimeApiWorker)
+                    on_chunk, cut = stream
+                    reply = await worker.call(request, timeout, on_chunk=on_chunk, cut=cut)
+                else:
+                    reply = await worker.call(request, timeout)
         except TimeoutError:
             worker.kill()
             error = {
@@ -308,7 +353,8 @@ class LocalFunction:
             self.instances.release(worker)
             raise
         if reply.get("ok"):
-            result = InvokeResult(reply["payload"].encode(), None)
+            result = InvokeResult(reply.get("payload", "").encode(), None)
+            result.streamed = bool(reply.get("streamed"))
             result.duration_ms = (time.perf_counter() - started) * 1000
             result.cold_start = cold
             self.instances.release(worker)

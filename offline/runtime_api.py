@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ class Invocation:
     )
     _writer: asyncio.StreamWriter | None = None
     was_cut: bool = False
+    # The Content-Type of the runtime's answer (a stream's tells whether a prelude leads).
+    content_type: str = ""
 
     def cut(self) -> None:
         """The reader of a streamed answer went away: close the runtime's connection. The
@@ -64,13 +67,18 @@ class RuntimeApi:
         self._running: dict[str, Invocation] = {}
         # Cut streams, finished when the runtime next asks for work.
         self._cut: list[Invocation] = []
+        self._connections: set[asyncio.Task] = set()
         self.first_next: asyncio.Future = asyncio.get_running_loop().create_future()
         self.init_error: dict[str, Any] | None = None
 
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, self._host, 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"{self._host}:{port}"
+    async def start(self, sock: socket.socket | None = None) -> str:
+        """Serve on `sock` (already listening) or on a free port; the address to give."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._serve, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._serve, self._host, 0)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
 
     async def close(self) -> None:
         if self._server is not None:
@@ -79,12 +87,18 @@ class RuntimeApi:
                 await asyncio.wait_for(self._server.wait_closed(), 1)
         for invocation in self._running.values():
             invocation.cut()
+        for task in list(self._connections):
+            task.cancel()
 
     def submit(self, invocation: Invocation) -> None:
         self._pending.put_nowait(invocation)
 
     # -- HTTP ---------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         try:
             while True:
                 request = await _read_head(reader)
@@ -93,10 +107,11 @@ class RuntimeApi:
                 method, path, headers = request
                 if not await self._route(method, path, headers, reader, writer):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
             return
         finally:
-            writer.close()
+            with contextlib.suppress(RuntimeError):  # the loop may be closing
+                writer.close()
 
     async def _route(
         self,
@@ -150,6 +165,7 @@ class RuntimeApi:
             return True
         streaming = headers.get("lambda-runtime-function-response-mode") == STREAMING
         invocation._writer = writer
+        invocation.content_type = headers.get("content-type", "")
         on_chunk = invocation.on_chunk if streaming else None
         try:
             body, trailers = await _read_body(reader, headers, on_chunk)

@@ -532,6 +532,15 @@ class Resolver:
                 "Ref": lambda: f"{self._function_arn(r)}:{self._property(r, 'Name')}",
                 "AliasArn": ref,
             },
+            "AWS::Lambda::Url": lambda: {
+                # `https://<url-id>.lambda-url.<region>.on.aws/`, the id 32 characters.
+                "FunctionUrl": lambda: (
+                    f"https://{_token(r, 'url', 32, _LOWER)}.lambda-url.{self.region}.on.aws/"
+                ),
+                "FunctionArn": lambda: str(
+                    self.resolve(self._property(r, "TargetFunctionArn"), r.stack)
+                ),
+            },
             "AWS::Lambda::LayerVersion": lambda: {
                 "Ref": lambda: self._arn("lambda", f"layer:{name()}:1"),
                 "LayerVersionArn": ref,

@@ -18,10 +18,22 @@ from offline.image import parse_dockerfile
 READ_BY_EVERY_FUNCTION = {observability.STAGE_VARIABLE}
 
 
+def _image_instructions() -> list:
+    return parse_dockerfile((REPO_ROOT / "lambda_image" / "Dockerfile").read_text())
+
+
 def _image_handler() -> str:
-    text = (REPO_ROOT / "lambda_image" / "Dockerfile").read_text()
-    [cmd] = [i for i in parse_dockerfile(text) if i.keyword == "CMD"]
+    [cmd] = [i for i in _image_instructions() if i.keyword == "CMD"]
     return json.loads(cmd.arguments)[0]
+
+
+def _image_stream_handlers() -> list[str]:
+    """The image's runtime loop's `--stream` handler (its ENTRYPOINT), which runs in the
+    same function and reads its own settings."""
+    entrypoints = [
+        json.loads(i.arguments) for i in _image_instructions() if i.keyword == "ENTRYPOINT"
+    ]
+    return [e[e.index("--stream") + 1] for e in entrypoints if "--stream" in e]
 
 
 def _variables_read(handler: str) -> set[str]:
@@ -52,4 +64,7 @@ def test_each_function_is_given_exactly_what_it_reads(stage, stateless):
     assert len(functions) == (4 if stage.config.require_token else 3), sorted(functions)
     for handler, environment in functions.items():
         given = {k for k in environment if not k.startswith("POWERTOOLS_")}
-        assert given == _variables_read(handler) | READ_BY_EVERY_FUNCTION, handler
+        read = _variables_read(handler)
+        if handler == _image_handler():
+            read |= {v for h in _image_stream_handlers() for v in _variables_read(h)}
+        assert given == read | READ_BY_EVERY_FUNCTION, handler
