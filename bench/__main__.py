@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, conversation, render_cost, synth, waterfall
+from bench import cold_start, conversation, openai_door, render_cost, synth, waterfall
 from bench.client import summarize
 from bench.delivered import delivered_run, start_twin, twin_reply, warm_up
 from bench.engine_runs import coalesced_run, engine_run, management_client, per_token_run
@@ -234,6 +234,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             series=("delivered",),
             budget_s=args.budget,
         )
+    _log("the OpenAI-compatible endpoint, through the openai package")
+    results["openai"] = openai_door.measure(args.tokens, args.repeats, threads=max(1, cores - 1))
     _log("first token, hop by hop; flame graphs of the functions")
     results["waterfall"] = first_token(args, threads=max(1, cores - 1))
     _log("first token by turn of one conversation, and after a resume")
@@ -292,6 +294,14 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"±{d['ratio_spread_pct'] or 0:.1f}% "
                 f"{d['added_ttft_ms']:6.1f} {d['messages_per_s']:5.1f}"
             )
+    o = results.get("openai")
+    if o:
+        print(
+            f"OpenAI-compatible endpoint ({o['threads']} threads): "
+            f"{o['openai']['tokens_per_s']:.1f} tokens/s, ratio {o['openai']['ratio']:.3f}"
+            f"±{o['openai']['ratio_spread_pct'] or 0:.1f}%, added first token "
+            f"{o['openai']['added_ttft_ms']:.1f} ms"
+        )
     w = results.get("waterfall")
     if w:
         for arm, title in (("local", "locally"), ("aws", "with AWS-typical latencies")):

@@ -95,6 +95,15 @@ ACCEPTED: tuple[Accepted, ...] = (
         path=_CDK_HANDLERS,
     ),
     Accepted(
+        "CKV_AWS_258",
+        "AWS::Lambda::Url",
+        "The OpenAI-compatible endpoint's clients send `Authorization: Bearer <key>`, which "
+        "AWS_IAM would need to be a SigV4 signature; the function refuses every request "
+        "without a valid API key (hashed in the table, compared in constant time) and a "
+        "stage may not turn that off in Prod (docs/architecture.md).",
+        path=r"/OpenAI/Url/",
+    ),
+    Accepted(
         "CKV_AWS_173",
         _FUNCTION,
         "The environment holds no secret: settings, table and function names and the "

@@ -1,0 +1,27 @@
+"""The OpenAI-compatible door's settings: what the stack gives the inference function for
+it is what `OpenAISettings` reads, defaults equal to the stage config's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from infra.config import DEV, PROD, StageConfig
+from llambda.openai_settings import OpenAISettings
+
+
+def test_every_default_is_the_stage_config_default():
+    stage = StageConfig(stage_name="Dev")
+    defaults = OpenAISettings()
+    for field in dataclasses.fields(OpenAISettings):
+        assert getattr(defaults, field.name) == getattr(stage, field.name), field.name
+
+
+def test_the_environment_reads_back_as_the_stage_set_it():
+    for config in (DEV, PROD, DEV.with_overrides({"openaiAllowedOrigins": "https://a.example"})):
+        environment = config.openai_environment()
+        assert set(environment) == set(OpenAISettings.variables().values())
+        settings = OpenAISettings.from_env(environment)
+        assert settings.openai_allowed_origins == config.openai_allowed_origins
+        assert settings.openai_require_key is config.openai_require_key
+        assert settings.openai_requests_per_minute == config.openai_requests_per_minute
+        assert settings.limits.max_prompt_chars == config.max_prompt_chars
