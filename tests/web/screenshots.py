@@ -25,7 +25,11 @@ from tests.web.page_helpers import send
 FINISHED = re.compile(r"^(end|length)$")  # the model finished (or hit max_tokens) by itself
 # The tiny model on a busy 2-core machine; the page itself is not what is waited for.
 REPLY_TIMEOUT_MS = 120_000
-DESKTOP_PROMPTS = ("List three fruits.", "Write one line of Python that prints hello.")
+# Asked for the shapes the picture shows: a numbered list, then code.
+DESKTOP_PROMPTS = (
+    "Give a numbered list of three fruits.",
+    "Write Python code that prints hello, in a code block.",
+)
 PHONE_PROMPT = "Write a Python function that adds two numbers, in a code block."
 PHONE_EARLIER_PROMPT = "Name three rivers."
 
