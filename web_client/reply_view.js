@@ -14,6 +14,10 @@ const RENDER_EVERY_MS = 50;
 // spaces out the next ones: drawing takes at most a quarter of the main thread, and typing
 // and scrolling stay responsive between draws.
 const DRAW_SHARE = 4;
+// A long text that comes at once (a conversation opened or reloaded, a burst of replayed
+// deltas) is drawn this much at a time, one slice a task, so the page answers the person
+// between slices instead of freezing while markdown-it parses 100 KB.
+const SLICE_CHARS = 8192;
 
 const ENDINGS = {
   stopped: "Stopped",
@@ -40,6 +44,7 @@ export class ReplyView {
     this.renderTimer = null;
     this.lastRender = -Infinity;
     this.renderEvery = RENDER_EVERY_MS;
+    this.finishLater = false; // finish() came while slices were still to draw
     this.item.append(this.body);
     this.stream();
     view.register(item, this);
@@ -72,21 +77,32 @@ export class ReplyView {
     this.item.dataset.updates = String(this.updates);
     if (this.renderTimer !== null) return;
     const wait = this.lastRender + this.renderEvery - performance.now();
-    if (wait <= 0) this.render();
-    else this.renderTimer = setTimeout(() => this.render(), wait);
+    if (wait <= 0) this.render({ all: false });
+    else this.renderTimer = setTimeout(() => this.render({ all: false }), wait);
   }
 
-  /** Draw the text received so far. */
-  render() {
+  /**
+   * Draw the text received so far: all of it, or (`all` false) one slice, the rest in the
+   * tasks after.
+   */
+  render({ all = true } = {}) {
     clearTimeout(this.renderTimer);
     this.renderTimer = null;
-    if (this.pending === "") return;
-    const start = performance.now();
-    this.markdown.append(this.pending);
-    this.pending = "";
-    this.lastRender = performance.now();
-    this.renderEvery = Math.max(RENDER_EVERY_MS, DRAW_SHARE * (this.lastRender - start));
-    this.view.changed();
+    if (this.pending !== "") {
+      const start = performance.now();
+      const slice = all ? this.pending : this.pending.slice(0, SLICE_CHARS);
+      this.markdown.append(slice);
+      this.pending = this.pending.slice(slice.length);
+      this.lastRender = performance.now();
+      this.renderEvery = Math.max(RENDER_EVERY_MS, DRAW_SHARE * (this.lastRender - start));
+      if (this.pending !== "") this.renderTimer = setTimeout(() => this.render({ all: false }), 0);
+      this.view.changed();
+    }
+    if (this.pending === "" && this.finishLater) {
+      this.finishLater = false; // the text has ended and is all drawn now
+      this.markdown.finish();
+      this.view.changed();
+    }
   }
 
   /** The text since it (last) started streaming is `text`: the whole of it, from the server. */
@@ -112,10 +128,11 @@ export class ReplyView {
 
   /** The reply ended normally: how it ended and its figures. */
   finish(reason, summary) {
-    this.render();
+    this.render({ all: false });
     this.settle();
     this.ending = { reason, summary };
-    this.markdown.finish();
+    if (this.pending === "") this.markdown.finish();
+    else this.finishLater = true; // once its last slice is drawn
     if (!this.hasText) {
       const words = reason === "stopped" ? "Stopped before any text." : "No text came back.";
       this.body.replaceChildren(element("p", "muted empty-reply", words));
@@ -193,6 +210,7 @@ export class ReplyView {
 
   /** The reply as a screen reader should hear it once: its words, not its buttons. */
   spokenText() {
+    this.render(); // every slice, so the words are all there
     const copy = this.body.cloneNode(true);
     copy.querySelectorAll(".code-head").forEach((head) => head.remove());
     return [...copy.children].map((block) => block.textContent.trim()).filter(Boolean).join("\n");
