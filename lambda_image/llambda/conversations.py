@@ -162,9 +162,10 @@ class ConversationStore(ItemStore):
     def _update(self, conversation_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """An UpdateItem; None when its condition failed."""
         try:
-            return self._db.update_item(
+            answer: dict[str, Any] = self._db.update_item(
                 TableName=self._table, Key=self._key(conversation_id), **kwargs
             )
+            return answer
         except ClientError as error:
             if is_conditional_failure(error):
                 return None
@@ -248,7 +249,7 @@ class ConversationStore(ItemStore):
             f"attribute_exists({PARTITION_KEY}) AND connectionId = :c "
             "AND (attribute_not_exists(replyId) OR leaseUntil < :now)"
         )
-        attempts = (
+        attempts: tuple[tuple[str, str, dict[str, Any]], ...] = (
             # This minute's window is open: count on.
             (
                 f"SET {take}, rateCount = rateCount + :one {clear}",

@@ -27,7 +27,7 @@ PERMANENT_ERRORS = frozenset(
 
 
 def _error_code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 class ReplyWatcher:

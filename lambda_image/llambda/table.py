@@ -58,7 +58,8 @@ class ItemStore:
         answer = self._db.get_item(
             TableName=self._table, Key=self._key(item_id), ConsistentRead=True
         )
-        return answer.get("Item")
+        item: dict[str, Any] | None = answer.get("Item")
+        return item
 
     def read(self, item_id: str) -> dict[str, Any] | None:
         """The item's values (see `plain`), or None."""
@@ -67,4 +68,4 @@ class ItemStore:
 
 
 def is_conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")

@@ -40,7 +40,12 @@ class LlamaCppEngine(SerialEngine):
         self._llm = llm
         self._formatter = formatter
         super().__init__()
-        self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
+        vocab = llm._model.vocab
+
+        def is_eog(token: int) -> bool:  # end of generation: EOS, EOT and the like
+            return bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+
+        self._is_eog = is_eog
 
     @classmethod
     def load(
@@ -79,13 +84,15 @@ class LlamaCppEngine(SerialEngine):
 
     @property
     def context_length(self) -> int:
-        return self._llm.n_ctx()
+        return int(self._llm.n_ctx())
 
     def tokenize_messages(self, messages: list[Message]) -> list[int]:
         """The prompt tokens for `messages`, rendered with the model's chat template."""
         rendered = self._formatter(messages=messages)
-        return self._llm.tokenize(
-            rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
+        return list(
+            self._llm.tokenize(
+                rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
+            )
         )
 
     def _engine_error(self, error: Exception) -> EngineError | None:

@@ -97,7 +97,7 @@ def build_prompt(dialog: Any, messages: list[Message]) -> str:
             dialog.add_human_request(message["content"])
         elif message["role"] == "assistant":
             dialog.add_llm_response(message["content"])
-    return dialog.prompt()
+    return str(dialog.prompt())
 
 
 class PicoLLMEngine(SerialEngine):
@@ -150,7 +150,7 @@ class PicoLLMEngine(SerialEngine):
 
     @property
     def context_length(self) -> int:
-        return self._pllm.context_length
+        return int(self._pllm.context_length)
 
     def tokenize_messages(self, messages: list[Message]) -> list[int]:
         return list(self._pllm.tokenize(self._prompt(messages), bos=True, eos=False))
