@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(made.key)
         return 0
     if args.command == "list":
-        for key in store.list():
+        for key in store.list_keys():
             created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_ms / 1000))
             print(f"{key.key_id}  {created}  {key.name}")
         return 0

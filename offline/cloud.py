@@ -358,10 +358,10 @@ class OfflineCloud:
             self.functions.add(function)
         await asyncio.gather(*(f.start() for f in self.functions.all()))
         for index, plan in enumerate(self._url_plans):
-            function = self.functions.resolve(plan.function_arn)
-            if function is None:
+            target = self.functions.resolve(plan.function_arn)
+            if target is None:
                 raise blueprint.BlueprintError(f"{plan.resource.logical_id}: no such function")
-            served = FunctionUrl(plan, function, account_id=ACCOUNT_ID)
+            served = FunctionUrl(plan, target, account_id=ACCOUNT_ID)
             # Each URL has an address of its own: the ports after a fixed main port (so a
             # tool's configuration keeps working across restarts), else free ones.
             url_port = await self._server.serve_app(

@@ -22,6 +22,10 @@ from pathlib import Path
 from offline.runtime_worker import RuntimeApiWorker
 from offline.worker_process import InitFailed, WorkerGone, WorkerProcess
 
+# An execution environment: the twin's own worker, or an image's runtime under the
+# Runtime API; the pool and the function treat both alike.
+Worker = WorkerProcess | RuntimeApiWorker
+
 log = logging.getLogger("offline")
 
 EnvironmentFor = Callable[[str], dict[str, str]]
@@ -53,11 +57,11 @@ class InstancePool:
         self.init_timeout = init_timeout
         self._environment_for = environment_for
         self._output = output
-        self.workers: list[WorkerProcess] = []
-        self._idle: list[WorkerProcess] = []
+        self.workers: list[Worker] = []
+        self._idle: list[Worker] = []
         self._starting = 0
         self._starting_for_waiters = 0
-        self._waiters: deque[tuple[str, asyncio.Future[WorkerProcess]]] = deque()
+        self._waiters: deque[tuple[str, asyncio.Future[Worker]]] = deque()
         self.cold_starts = 0
         self.closed = False
         self.on_room: Callable[[], None] = lambda: None
@@ -74,7 +78,7 @@ class InstancePool:
     def has_room(self) -> bool:
         return len(self.workers) + self._starting < self.capacity
 
-    def take_idle(self, qualifier: str) -> WorkerProcess | None:
+    def take_idle(self, qualifier: str) -> Worker | None:
         """An idle instance this invocation may use: its alias's provisioned ones first."""
         for wanted in (qualifier, ""):
             for worker in reversed(self._idle):  # the most recently used: the warmest
@@ -83,7 +87,7 @@ class InstancePool:
                     return worker
         return None
 
-    async def acquire(self, qualifier: str, *, wait: bool) -> tuple[WorkerProcess | None, bool]:
+    async def acquire(self, qualifier: str, *, wait: bool) -> tuple[Worker | None, bool]:
         """(instance, cold) for one invocation; (None, False) when full and not waiting."""
         worker = self.take_idle(qualifier)
         if worker is not None:
@@ -93,11 +97,11 @@ class InstancePool:
             return await self.start(), True
         if not wait:
             return None, False
-        future: asyncio.Future[WorkerProcess] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
         self._waiters.append((qualifier, future))
         return await future, False
 
-    def release(self, worker: WorkerProcess) -> None:
+    def release(self, worker: Worker) -> None:
         if not worker.alive or self.closed:
             self.discard(worker)
         else:
@@ -112,7 +116,7 @@ class InstancePool:
             self._idle.append(worker)
         self.pump()
 
-    def discard(self, worker: WorkerProcess) -> None:
+    def discard(self, worker: Worker) -> None:
         if worker in self.workers:
             self.workers.remove(worker)
         if worker in self._idle:
@@ -163,11 +167,11 @@ class InstancePool:
         for worker in await asyncio.gather(*started):
             self._idle.append(worker)
 
-    async def start(self, *, tag: str = "") -> WorkerProcess:
+    async def start(self, *, tag: str = "") -> Worker:
         """Start an instance; the caller has already counted it in `_starting`."""
         try:
             init_type = "provisioned-concurrency" if tag else "on-demand"
-            worker: WorkerProcess | RuntimeApiWorker
+            worker: Worker
             if self.entrypoint:
                 worker = RuntimeApiWorker.spawn(
                     entrypoint=self.entrypoint,
@@ -217,7 +221,7 @@ class InstancePool:
         finally:
             self._starting -= 1
 
-    def _pump_output(self, worker: WorkerProcess) -> None:
+    def _pump_output(self, worker: Worker) -> None:
         fn_log = logging.getLogger(f"offline.function.{self.name}")
         assert worker.proc.stdout is not None
         for raw in worker.proc.stdout:

@@ -29,10 +29,10 @@ from offline.event_queue import (
     QueuedEvent,
     utc_now,
 )
-from offline.instance_pool import InstancePool
+from offline.instance_pool import InstancePool, Worker
 from offline.runtime_worker import RuntimeApiWorker, StreamSink
 from offline.trace import RUN, Trace, maybe_span
-from offline.worker_process import InitFailed, WorkerGone, WorkerProcess
+from offline.worker_process import InitFailed, WorkerGone
 
 log = logging.getLogger("offline")
 
@@ -181,7 +181,7 @@ class LocalFunction:
     def pids(self) -> list[int]:
         return [w.pid for w in self.instances.workers]
 
-    def workers(self) -> list[WorkerProcess]:
+    def workers(self) -> list[Worker]:
         return list(self.instances.workers)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -289,7 +289,7 @@ class LocalFunction:
             self.events.pop()
             self.events.run(event, self._attempt(event, worker), self._pump_events)
 
-    def _attempt(self, event: QueuedEvent, worker: WorkerProcess | None) -> Attempt:
+    def _attempt(self, event: QueuedEvent, worker: Worker | None) -> Attempt:
         """One attempt at `event`: on `worker`, or on a new instance (room claimed)."""
 
         async def attempt() -> dict[str, Any] | None:
@@ -306,7 +306,7 @@ class LocalFunction:
 
     async def _run(
         self,
-        worker: WorkerProcess,
+        worker: Worker,
         request_id: str,
         payload: bytes,
         invoked_arn: str,
@@ -369,7 +369,7 @@ class LocalFunction:
         return self._finish(worker, error, started, cold)
 
     def _finish(
-        self, worker: WorkerProcess, error: dict[str, Any], started: float, cold: bool
+        self, worker: Worker, error: dict[str, Any], started: float, cold: bool
     ) -> InvokeResult:
         self.instances.release(worker)
         return InvokeResult(

@@ -157,12 +157,13 @@ class RuntimeApi:
             _respond(writer, 404, b'{"errorType":"NotFound"}')
             await writer.drain()
             return True
-        invocation = self._running.pop(parts[0], None)
-        if invocation is None:
+        answered = self._running.pop(parts[0], None)
+        if answered is None:
             body, _ = await _read_body(reader, headers, None)
             _respond(writer, 400, b'{"errorType":"InvalidRequestID"}')
             await writer.drain()
             return True
+        invocation = answered
         streaming = headers.get("lambda-runtime-function-response-mode") == STREAMING
         invocation._writer = writer
         invocation.content_type = headers.get("content-type", "")

@@ -135,7 +135,7 @@ class ApiKeyStore(ItemStore):
             raise
         return True
 
-    def list(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         """Every key's record (a scan: the CLI's, never a request's)."""
         return [_info(item) for item in self._items()]
 

@@ -56,7 +56,7 @@ KNOWN = frozenset(
 )
 # The engine's reasons, in OpenAI's words: a client's stop ends a stream the client cut,
 # so "stop" is as good as any.
-FINISH_REASONS = {
+FINISH_REASONS: dict[str, str] = {
     DoneReason.END: "stop",
     DoneReason.STOP: "stop",
     DoneReason.LENGTH: "length",
@@ -296,7 +296,7 @@ def _messages(value: object, limits: Limits) -> list[Message]:
 def _content(value: object, param: str) -> str:
     """A string, or OpenAI's array of text parts (joined); images and audio are refused."""
     if isinstance(value, list):
-        texts = []
+        texts: list[object] = []
         for part in value:
             if not isinstance(part, dict) or part.get("type") != "text":
                 raise OpenAIError(
@@ -307,11 +307,12 @@ def _content(value: object, param: str) -> str:
                     code="unsupported_value",
                 )
             texts.append(part.get("text"))
-        if not all(isinstance(t, str) for t in texts):
+        strings = [t for t in texts if isinstance(t, str)]
+        if len(strings) != len(texts):
             raise OpenAIError(
                 400, f"{param}.content has a text part without text.", param=f"{param}.content"
             )
-        value = "".join(texts)
+        value = "".join(strings)
     if not isinstance(value, str):
         raise OpenAIError(400, f"{param}.content must be a string.", param=f"{param}.content")
     try:

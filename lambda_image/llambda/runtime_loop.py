@@ -253,7 +253,8 @@ class RuntimeLoop:
 
 def _load(name: str) -> Callable[..., Any]:
     module, _, function = name.rpartition(".")
-    return getattr(importlib.import_module(module), function)
+    loaded: Callable[..., Any] = getattr(importlib.import_module(module), function)
+    return loaded
 
 
 def init_error(address: str, error: BaseException) -> None:

@@ -227,3 +227,14 @@ def test_flame_graphs_of_both_functions_with_their_top_costs(results):
         assert all(0 <= share <= 100 for share in costs.values())
     inference = next(costs for name, costs in graphs.items() if "Inference" in name)
     assert inference["engine (llama.cpp decode and tokenize)"] > 0
+
+
+@pytest.mark.slow
+def test_the_openai_endpoint_has_its_ratio_and_added_first_token(results):
+    data, _ = results
+    door = data["openai"]
+    assert _number(door["engine"]["tokens_per_s"])
+    for key in ("tokens_per_s", "ratio", "ttft_ms", "added_ttft_ms"):
+        assert _number(door["openai"][key]), key
+    for run in door["openai"]["runs"]:
+        assert run["completion_tokens"] == TOKENS

@@ -24,7 +24,7 @@ class Clock:
 def keys(moto_server, table):
     store = ApiKeyStore(moto_server.client("dynamodb"), table, clock_ms=Clock())
     yield store
-    for key in store.list():
+    for key in store.list_keys():
         store.revoke(key.key_id)
 
 
