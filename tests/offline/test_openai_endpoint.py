@@ -17,7 +17,8 @@ import pytest
 
 from llambda.api_keys import ApiKeyStore
 from offline.cloud import OfflineCloud
-from tests.offline.twin_helpers import diagnostics
+from tests.offline.twin_helpers import LOCAL_ENVIRONMENT, diagnostics
+from tests.twin_assembly import TWIN_STAGE
 
 PROMPT = [{"role": "user", "content": "Name three colours."}]
 
@@ -239,3 +240,38 @@ def test_a_browser_from_another_origin_is_refused(cloud, client):
     )
     assert status == 403
     assert "Access-Control-Allow-Origin" not in headers
+
+
+def test_cors_is_the_urls_own_for_the_configured_origins(assemblies):
+    """With origins configured, the Function URL answers a browser's preflight itself and
+    marks allowed answers; an origin not listed gets no CORS headers."""
+    allowed = "https://editor.example"
+    assembly = assemblies.get({"openaiAllowedOrigins": allowed})
+    cloud = OfflineCloud(assembly=assembly, stage=TWIN_STAGE, environment=LOCAL_ENVIRONMENT)
+    cloud.start()
+    try:
+        preflight = {
+            "Origin": allowed,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        status, headers, _ = raw(cloud, "/v1/chat/completions", headers=preflight, method="OPTIONS")
+        assert status == 200
+        assert headers["Access-Control-Allow-Origin"] == allowed
+        assert "POST" in headers["Access-Control-Allow-Methods"]
+        assert "authorization" in headers["Access-Control-Allow-Headers"]
+        status, headers, _ = raw(
+            cloud,
+            "/v1/chat/completions",
+            headers={**preflight, "Origin": "https://evil.example"},
+            method="OPTIONS",
+        )
+        assert "Access-Control-Allow-Origin" not in headers
+        key = new_key(cloud)
+        status, headers, data = raw(
+            cloud, "/v1/models", headers={"Authorization": f"Bearer {key}", "Origin": allowed}
+        )
+        assert status == 200, data
+        assert headers["Access-Control-Allow-Origin"] == allowed
+    finally:
+        cloud.stop()
