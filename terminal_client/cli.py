@@ -272,7 +272,7 @@ class Chat:
         elif code == ErrorCode.CONTEXT_LENGTH_EXCEEDED:
             self.note(
                 f"[too long for the model: {error.get('message', '')} "
-                "Shorten the message, or send it in several parts]"
+                "The conversation is unchanged.]"
             )
         elif code in (ErrorCode.BUDGET_EXHAUSTED, ErrorCode.BUDGET_CUT_SHORT):
             what = "cut short: " if code == ErrorCode.BUDGET_CUT_SHORT else ""

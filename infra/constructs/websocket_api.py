@@ -129,6 +129,7 @@ class WebSocketApi(Construct):
 
     def _acknowledge_open_connect(self, config: StageConfig) -> None:
         route = self.api.node.find_child("$connect-Route").node.default_child
+        assert route is not None  # the route's CfnRoute
         cdk.Validations.of(route).acknowledge(
             cdk.Acknowledgment(
                 id="AwsSolutions-APIG4",
@@ -143,6 +144,7 @@ class WebSocketApi(Construct):
     def _acknowledge_unauthorized_routes(self) -> None:
         for name in ("$disconnect-Route", "$default-Route"):
             route = self.api.node.find_child(name).node.default_child
+            assert route is not None  # the route's CfnRoute
             cdk.Validations.of(route).acknowledge(
                 cdk.Acknowledgment(
                     id="AwsSolutions-APIG4",

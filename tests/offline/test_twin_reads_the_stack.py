@@ -210,7 +210,13 @@ def test_offline_names_nothing_of_this_stack(assemblies):
     api_gateway_shapes = {"events.py", "gateway.py", "connections_api.py", "iam.py"}
     found = []
     for path in sorted((REPO / "offline").glob("*.py")):
-        text = path.read_text()
+        # The contract between the parts (API Gateway's quotas among them) is the one
+        # thing of ours the twin imports: standard library only, and it names no resource.
+        text = "\n".join(
+            line
+            for line in path.read_text().splitlines()
+            if not line.startswith("from llambda.contract import")
+        )
         found += [
             f"{path.name}: {name}" for name in sorted(names) if len(name) > 3 and name in text
         ]

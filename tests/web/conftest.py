@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,14 +119,12 @@ def open_page(browser) -> Iterator:
             page.clock.install(time=CLOCK_START_MS)
             page.clock.pause_at(CLOCK_PAUSED_MS)
         page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                message.type == "error"
-                and not _expected_console_error(message.text)
-                and errors.append(f"console: {message.text}")
-            ),
-        )
+
+        def on_console(message: Any) -> None:
+            if message.type == "error" and not _expected_console_error(message.text):
+                errors.append(f"console: {message.text}")
+
+        page.on("console", on_console)
         page.goto(url)
         return page
 
@@ -146,15 +145,15 @@ class Twin:
     def __init__(self, assembly: Path, port: int = 0) -> None:
         self.assembly = assembly
         self.port = port
-        self.cloud = None
+        self.cloud: Any = None  # the OfflineCloud, once started
 
     @property
     def http_url(self) -> str:
-        return self.cloud.http_url
+        return str(self.cloud.http_url)
 
     @property
     def ws_url(self) -> str:
-        return self.cloud.ws_url
+        return str(self.cloud.ws_url)
 
     def start(self) -> Twin:
         from offline.cloud import OfflineCloud

@@ -115,13 +115,12 @@ def shoot(browser, server: ScriptedChatServer, out: Path) -> list[Path]:
             lambda page: _answered(page, "How do I read a JSON file in Python?"),
         )
     picture("empty-phone-light", {**PHONE, "color_scheme": "light"}, lambda page: None)
-    picture(
-        "error-wide-light",
-        {**WIDE, "color_scheme": "light"},
-        lambda page: (
-            _send(page, "fail: too many") or expect(page.locator(".message.error")).to_be_visible()
-        ),
-    )
+
+    def refused(page: Page) -> None:
+        _send(page, "fail: too many")
+        expect(page.locator(".message.error")).to_be_visible()
+
+    picture("error-wide-light", {**WIDE, "color_scheme": "light"}, refused)
     picture("streaming-wide-light", {**WIDE, "color_scheme": "light"}, streaming)
     picture("reconnect-wide-light", {**WIDE, "color_scheme": "light"}, reconnecting)
     server.refusing = False

@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -34,7 +35,7 @@ PHONE_PROMPT = "Write a Python function that adds two numbers, in a code block."
 PHONE_EARLIER_PROMPT = "Name three rivers."
 
 
-def _open(browser: Browser, url: str, **options: object) -> Page:
+def _open(browser: Browser, url: str, **options: Any) -> Page:
     page = browser.new_page(**options)
     page.goto(url)
     # The router's first cold start in the twin comes first.

@@ -127,7 +127,10 @@ class ScriptedChatServer:
 
     async def _push(self, message: dict) -> None:
         # A reply's message goes on the reply it names, else on the latest reply begun.
-        conversation = self.conversations.get(message.get("conversation")) or self._latest
+        named = message.get("conversation")
+        conversation = (self.conversations.get(named) if isinstance(named, str) else None) or (
+            self._latest
+        )
         if _is_reply(message) and conversation is not None:
             await self._send_reply(conversation, message)
             return
@@ -170,19 +173,25 @@ class ScriptedChatServer:
         """Answer one message; False once the script has closed the connection."""
         action = message.get("action")
         named = message.get("conversation")
-        conversation = self.conversations.get(named) if named else None
+        conversation = self.conversations.get(named) if isinstance(named, str) else None
+        if action in ("attach", "history", "forget") and (conversation is None or named is None):
+            await self._send(socket, {"type": "error", "code": "not_found", "message": "gone"})
+            return True
         if named and conversation is None and action != "ping":
             await self._send(socket, {"type": "error", "code": "not_found", "message": "gone"})
             return True
         if action == "attach":
+            assert conversation is not None  # refused above otherwise
             await self._attach(socket, conversation, message.get("seq", -1))
             return True
         if action == "history":
+            assert conversation is not None
             await self._send(
                 socket, {"type": "history", "conversation": named, "turns": conversation.turns}
             )
             return True
         if action == "forget":
+            assert isinstance(named, str)
             del self.conversations[named]
             await self._send(socket, {"type": "forgotten", "conversation": named})
             return True
@@ -276,7 +285,7 @@ def done(reason: str = "end", *, completion_tokens: int = 9, **timing: float | N
 def reply_frames(*texts: str, end: dict | None = None, pause: float = 0) -> Frames:
     """A reply as the server sends it: `status` generating, a delta per text (each `pause`
     seconds after the one before), then `end`; without one it stays open for `push`."""
-    frames = [(0.0, {"type": "status", "state": "generating"})]
+    frames: Frames = [(0.0, {"type": "status", "state": "generating"})]
     frames += [(pause, {"type": "delta", "text": t, "seq": n}) for n, t in enumerate(texts)]
     return frames + ([(0.0, end)] if end else [])
 
