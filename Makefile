@@ -198,6 +198,13 @@ contract: $(VENV_STAMP) ## regenerate web_client/contract.js from the contract m
 apikey: $(INFRA_STAMP) ## create, list or revoke an API key of the OpenAI-compatible endpoint
 	$(PY) -m admin.apikey $(ARGS)
 
+# The kill switch: STATE=off refuses new replies within seconds, STATE=on lets them run
+# again (no STATE: say which it is); the twin's: ARGS="--parameter <name> --endpoint-url <url>".
+STAGE ?= Dev
+.PHONY: generation
+generation: $(INFRA_STAMP) ## turn a stage's replies off or on: STATE=off|on STAGE=Dev
+	$(PY) -m admin.generation $(STATE) --stage $(STAGE) $(ARGS)
+
 cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +29,33 @@ LOCAL_PAGE_PORT = 8787
 LOCAL_PAGE_ORIGINS = (f"http://localhost:{LOCAL_PAGE_PORT}", f"http://127.0.0.1:{LOCAL_PAGE_PORT}")
 # Fields that are not settings: the stage's own name, and the name it is deployed as.
 NOT_SETTINGS = ("stage_name", "deployment")
+
+
+@dataclass(frozen=True)
+class ProvisionedSchedule:
+    """Provisioned concurrency from `start_hour`:00 to `stop_hour`:00 on `days`."""
+
+    start_hour: int
+    stop_hour: int
+    days: str
+
+    @property
+    def hours_a_week(self) -> int:
+        return (self.stop_hour - self.start_hour) * days_a_week(self.days)
+
+
+DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+def days_a_week(days: str) -> int:
+    """How many days a cron day-of-week field ("MON-FRI", "SAT,SUN", "*") names."""
+    if days == "*":
+        return 7
+    count = 0
+    for part in days.split(","):
+        first, _, last = part.partition("-")
+        count += DAY_NAMES.index(last or first) - DAY_NAMES.index(first) + 1
+    return count
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +78,13 @@ class StageConfig:
     reserved_concurrency: int = 2
     # Instances kept initialized on the alias `live`; at most reserved_concurrency when set.
     provisioned_concurrency: int = 0
+    # Provisioned concurrency only within these hours ("08-18": from 08:00 to 18:00) on
+    # these days (cron day-of-week: MON-FRI, SAT,SUN, *) in this IANA time zone, none
+    # outside them; "" keeps it all the time. spend_controls.py schedules it. With
+    # provisionedConcurrency=0 there is none at all, and every cold start is paid by a reply.
+    provisioned_hours: str = ""
+    provisioned_days: str = "MON-FRI"
+    provisioned_time_zone: str = "UTC"
     # Router function (zip): validates, updates the table, dispatches asynchronously
     router_memory_mb: int = 256
     router_timeout_seconds: int = 10
@@ -123,6 +158,20 @@ class StageConfig:
         problems = validation_problems(self)
         if problems:
             raise ConfigError(f"{self.stage_name}: " + "; ".join(problems))
+
+    @property
+    def provisioned_schedule(self) -> ProvisionedSchedule | None:
+        """The hours provisioned concurrency runs in; None when it runs all the time (or
+        the stage has none)."""
+        if not self.provisioned_hours or not self.provisioned_concurrency:
+            return None
+        start, stop = (int(part) for part in self.provisioned_hours.split("-"))
+        return ProvisionedSchedule(start, stop, self.provisioned_days)
+
+    @property
+    def alias_provisioned_concurrency(self) -> int:
+        """What the alias itself declares: the count, unless a schedule sets it."""
+        return 0 if self.provisioned_schedule else self.provisioned_concurrency
 
     @property
     def model_path(self) -> str:
@@ -298,6 +347,7 @@ def validation_problems(config: StageConfig) -> list[str]:
             f"{item_bytes} bytes in a conversation's item, over DynamoDB's "
             f"{DYNAMODB_ITEM_BYTES}"
         )
+    problems += schedule_problems(config)
     for name in BUDGET_SETTINGS:
         value = getattr(config, name)
         if value != 0 and value < config.default_max_tokens:
@@ -316,6 +366,42 @@ def validation_problems(config: StageConfig) -> list[str]:
         problems.append(
             f"modelFile {config.model_file!r} must be a {suffix} file name in "
             f"lambda_image/models/ for engine={config.engine}"
+        )
+    return problems
+
+
+HOURS = re.compile(r"([01]?[0-9]|2[0-3])-([01]?[0-9]|2[0-3])")
+DAYS = re.compile(
+    r"\*|(SUN|MON|TUE|WED|THU|FRI|SAT)(-(SUN|MON|TUE|WED|THU|FRI|SAT))?"
+    r"(,(SUN|MON|TUE|WED|THU|FRI|SAT)(-(SUN|MON|TUE|WED|THU|FRI|SAT))?)*"
+)
+
+
+def schedule_problems(config: StageConfig) -> list[str]:
+    """The provisioned-concurrency schedule's settings that could not deploy."""
+    problems = []
+    hours = config.provisioned_hours
+    if hours:
+        match = HOURS.fullmatch(hours)
+        if match is None or int(match.group(1)) >= int(match.group(2)):
+            problems.append(
+                f"provisionedHours is {hours!r}; it must be START-STOP in whole hours, "
+                "0 <= START < STOP <= 23 (e.g. 08-18), or empty for all day"
+            )
+    if not DAYS.fullmatch(config.provisioned_days) or any(
+        DAY_NAMES.index(a) > DAY_NAMES.index(b)
+        for a, _, b in (p.partition("-") for p in config.provisioned_days.split(",") if "-" in p)
+    ):
+        problems.append(
+            f"provisionedDays is {config.provisioned_days!r}; it must be cron days of the "
+            "week such as MON-FRI, SAT,SUN or *"
+        )
+    try:
+        zoneinfo.ZoneInfo(config.provisioned_time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            f"provisionedTimeZone is {config.provisioned_time_zone!r}; it must be an IANA "
+            "time zone such as UTC or Europe/Berlin"
         )
     return problems
 
@@ -344,7 +430,11 @@ ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 DEV = StageConfig(
     stage_name="Dev",
-    provisioned_concurrency=0,
+    # Warm only in office hours: no provisioned spend at night or at weekends.
+    provisioned_concurrency=1,
+    provisioned_hours="08-18",
+    provisioned_days="MON-FRI",
+    provisioned_time_zone="UTC",
     reserved_concurrency=2,
     throttle_rate_limit=10.0,
     throttle_burst_limit=20,

@@ -16,6 +16,8 @@ WEB_CLIENT_URL_OUTPUT = "WebClientUrl"
 LOCAL_PAGE_OUTPUT = "LocalPageUrl"
 ACCESS_KEY_OUTPUT = "AccessKeySecretArn"
 TOKEN_OUTPUT = "TokenSecretArn"
+# The kill switch's SSM parameter (`make generation` finds it by this output).
+GENERATION_OUTPUT = "GenerationParameter"
 # The OpenAI-compatible endpoint (a Function URL), where the stage has it.
 OPENAI_URL_OUTPUT = "OpenAIUrl"
 

@@ -16,6 +16,7 @@ from infra.constructs.inference_function import InferenceFunction
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.openai_endpoint import OpenAIEndpoint
 from infra.constructs.router_function import RouterFunction
+from infra.constructs.spend_controls import GenerationSwitch, schedule_provisioned_concurrency
 from infra.constructs.web_client_hosting import WebClientHosting
 from infra.constructs.websocket_api import WebSocketApi
 from infra.nag import ACCOUNT, PARTITION, REGION, WildcardRule, acknowledge_wildcards
@@ -91,6 +92,13 @@ class StatelessStack(cdk.Stack):
             table=table,
             table_name=table_reference.table_name,
             inference_alias=self.inference.alias,
+        )
+        # The kill switch the router reads, and provisioned concurrency only in the stage's
+        # hours (docs/cost.md).
+        self.generation = GenerationSwitch(self, "Generation")
+        self.generation.read_by(self.router.function)
+        self.provisioned_schedule = schedule_provisioned_concurrency(
+            self.inference, self.inference.alias, config
         )
         self.authorizer = (
             TokenAuthorizer(self, "Authorizer", config=config) if config.require_token else None

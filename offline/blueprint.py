@@ -27,6 +27,7 @@ log = logging.getLogger("offline")
 _EMULATED_TYPES = {
     "AWS::DynamoDB::Table",
     "AWS::SecretsManager::Secret",
+    "AWS::SSM::Parameter",
     "AWS::Lambda::Function",
     "AWS::Lambda::Version",
     "AWS::Lambda::Alias",
@@ -60,6 +61,14 @@ class TablePlan:
 class SecretPlan:
     resource: Resource
     name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ParameterPlan:
+    resource: Resource
+    name: str
+    type: str
     value: str
 
 
@@ -159,6 +168,17 @@ def data_plans(assembly: StageAssembly, resolver: Resolver) -> tuple[list, list]
             value = generate_secret(props.get("GenerateSecretString") or {})
         secret_plans.append(SecretPlan(res, name, value))
     return tables, secret_plans
+
+
+def parameter_plans(assembly: StageAssembly, resolver: Resolver) -> list[ParameterPlan]:
+    """The SSM parameters to create, with the template's value; one without a `Name`
+    gets a generated one, as CloudFormation gives it (its Ref is its name)."""
+    plans = []
+    for res in assembly.resources("AWS::SSM::Parameter"):
+        props = resolver.resolve(dict(res.properties), res.stack)
+        name = props.get("Name") or resolver.ref(res)
+        plans.append(ParameterPlan(res, name, props.get("Type", "String"), str(props["Value"])))
+    return plans
 
 
 def generate_secret(spec: Mapping[str, Any]) -> str:

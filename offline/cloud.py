@@ -63,6 +63,7 @@ DEFAULT_REGION = "us-east-1"
 FUNCTION = "AWS::Lambda::Function"
 SECRET = "AWS::SecretsManager::Secret"
 TABLE = "AWS::DynamoDB::Table"
+PARAMETER = "AWS::SSM::Parameter"
 ACCOUNT_ID = "123456789012"
 # What the twin's own calls to moto sign with (moto accepts any credentials).
 TWIN_CREDENTIALS = {
@@ -136,6 +137,7 @@ class OfflineCloud:
         self.connections = ConnectionRegistry()
         self.secrets: dict[str, str] = {}  # construct path -> value, as created
         self.tables: dict[str, str] = {}  # construct path -> table name
+        self.parameters: dict[str, str] = {}  # construct path -> SSM parameter name
         self.not_emulated: list[blueprint.Skipped] = []
         self.functions: FunctionRegistry | None = None
         self.api: blueprint.ApiPlan | None = None
@@ -199,6 +201,16 @@ class OfflineCloud:
     def secret(self, reference: str) -> str:
         """A secret's value, by logical id or construct path (e.g. "Orders/ApiKey")."""
         return self.secrets[self.resource(reference, SECRET).construct_path]
+
+    def parameter(self, reference: str) -> str:
+        """An SSM parameter's name, by logical id or construct path (e.g. "Orders/Flag")."""
+        return self.parameters[self.resource(reference, PARAMETER).construct_path]
+
+    def ssm(self) -> Any:
+        """An SSM client straight to moto (no IAM, no faults), as an operator's would be."""
+        return boto3.client(
+            "ssm", endpoint_url=self.moto_url, region_name=self.region, **TWIN_CREDENTIALS
+        )
 
     def table(self, reference: str = "") -> Any:
         """A table (boto3 resource, straight to moto: no IAM, no faults), by logical id or
@@ -267,6 +279,11 @@ class OfflineCloud:
             arn = secretsmanager.create_secret(Name=plan.name, SecretString=value)["ARN"]
             resolver.set(plan.resource, ref=arn)
             self.secrets[plan.resource.construct_path] = value
+        ssm = session.client("ssm", endpoint_url=self.moto_url)
+        for parameter in blueprint.parameter_plans(assembly, resolver):
+            ssm.put_parameter(Name=parameter.name, Value=parameter.value, Type=parameter.type)
+            resolver.set(parameter.resource, ref=parameter.name)
+            self.parameters[parameter.resource.construct_path] = parameter.name
         self.api = blueprint.api_plan(assembly, resolver)
         self._plans, skipped = blueprint.function_plans(assembly, resolver)
         self._url_plans = blueprint.url_plans(assembly, resolver)
@@ -441,6 +458,7 @@ class OfflineCloud:
             "AWS_ENDPOINT_URL_DYNAMODB": self.proxy_url,
             # The SDK derives the name from the service id "Secrets Manager".
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.proxy_url,
+            "AWS_ENDPOINT_URL_SSM": self.proxy_url,
             "AWS_ENDPOINT_URL_LAMBDA": f"http://{self.host}:{self.port}",
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url,
         }
@@ -546,6 +564,8 @@ class OfflineCloud:
             lines.append(f"  table {path}: {name}")
         for path in self.secrets:
             lines.append(f"  secret {path}")
+        for path, name in self.parameters.items():
+            lines.append(f"  parameter {path}: {name}")
         lines.append(
             "  IAM: " + ("enforced from the template" if self.access.enforce else "OFF (--no-iam)")
         )

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from offline.access import AccessControl
-from offline.iam import dynamodb_targets, secretsmanager_targets
+from offline.iam import dynamodb_targets, secretsmanager_targets, ssm_targets
 from offline.trace import AWS_CALL, Trace, maybe_span
 
 log = logging.getLogger("offline")
@@ -104,6 +104,8 @@ def create_proxy_app(
             return secretsmanager_targets(
                 target, body, region=region, account_id=account_id, arn_for_name=secret_arn
             )
+        if target.startswith("AmazonSSM."):
+            return ssm_targets(target, body, region=region, account_id=account_id)
         return [(f"unknown:{target}", "*")]
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -128,7 +130,13 @@ def create_proxy_app(
             return _fault(kind, target)
         body = await request.read()
         if access is not None:
-            service = "dynamodb" if target.startswith("DynamoDB_") else "secretsmanager"
+            service = (
+                "dynamodb"
+                if target.startswith("DynamoDB_")
+                else "ssm"
+                if target.startswith("AmazonSSM.")
+                else "secretsmanager"
+            )
             denial = access.check(service, request.headers, targets(target, body))
             if denial is not None:
                 return web.Response(status=denial.status, body=denial.body, headers=denial.headers)

@@ -77,6 +77,7 @@ __all__ = [
     "dynamodb_targets",
     "invoke_target",
     "secretsmanager_targets",
+    "ssm_targets",
 ]
 
 # --------------------------------------------------------------------------- credentials
@@ -517,6 +518,28 @@ def secretsmanager_targets(
     return [(action, "*")]
 
 
+_SSM_PREFIX = "AmazonSSM"
+
+
+def ssm_targets(
+    target_header: str, body: bytes, *, region: str, account_id: str
+) -> list[tuple[str, str]]:
+    """The (action, resource) pairs an SSM request needs: `AmazonSSM.<Op>` → `ssm:<Op>` on
+    each parameter it names (`Name`, or each of `Names`), as
+    `arn:aws:ssm:{region}:{account}:parameter/{name}` (a name's leading "/" is the ARN's
+    separator, as SSM writes it); an operation naming none → `"*"`."""
+    operation = _operation(target_header, _SSM_PREFIX)
+    request = _json_body(body)
+    action = f"ssm:{operation}"
+
+    def arn(name: str) -> str:
+        return f"arn:aws:ssm:{region}:{account_id}:parameter/{name.lstrip('/')}"
+
+    names = request.get("Names") if operation == "GetParameters" else [request.get("Name")]
+    found = [(action, arn(name)) for name in names or [] if isinstance(name, str)]
+    return _dedupe(found) or [(action, "*")]
+
+
 def connections_target(
     method: str, api_id: str, stage: str, connection_id: str, *, region: str, account_id: str
 ) -> tuple[str, str]:
@@ -604,7 +627,7 @@ def access_denied(
     """
     principal = assumed_role_arn(role_arn, session_name)
     request_id = str(uuid.uuid4())
-    if service in ("dynamodb", "secretsmanager"):
+    if service in ("dynamodb", "secretsmanager", "ssm"):
         message = _denied_message(principal, action, resource, explicit_deny)
         if service == "dynamodb":
             error_type = "com.amazon.coral.service#AccessDeniedException"

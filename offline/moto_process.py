@@ -3,6 +3,11 @@
 A separate process keeps its state apart from any other moto in the test process and its
 request handling off the twin's interpreter. `MotoProcess` starts it and reads the port
 it prints; the child exits when its stdin closes or its parent dies.
+
+DynamoDB applies each write atomically (a conditional UpdateItem's check and change are
+one step); moto's threaded server runs requests side by side on shared state, so two
+concurrent updates of one item can both pass a check or lose an ADD. The child serves
+DynamoDB's requests one at a time, as DynamoDB would see them ordered.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 
 class MotoProcess:
@@ -61,13 +67,32 @@ class MotoProcess:
             proc.wait(5)
 
 
+def one_dynamodb_request_at_a_time(app: Any) -> Any:
+    """`app` (WSGI) with DynamoDB's requests (X-Amz-Target DynamoDB_…) serialized."""
+    lock = threading.Lock()
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return app(environ, start_response)
+        with lock:
+            return list(app(environ, start_response))
+
+    return serve
+
+
 def _main() -> None:
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address=sys.argv[1], port=0, verbose=False)
-    server.start()
-    print(f"port {server.get_host_and_port()[1]}", flush=True)
+    app = one_dynamodb_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+    server = make_server(sys.argv[1], 0, app, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"port {server.server_address[1]}", flush=True)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -77,7 +102,7 @@ def _main() -> None:
 
     threading.Thread(target=watch_parent, daemon=True).start()
     sys.stdin.read()  # returns when the parent closes our stdin (or dies)
-    server.stop()
+    server.shutdown()
 
 
 if __name__ == "__main__":

@@ -103,7 +103,9 @@ class InferenceFunction(Construct):
             "Live",
             alias_name=ALIAS_NAME,
             version=self.function.current_version,
-            provisioned_concurrent_executions=config.provisioned_concurrency or None,
+            # On a schedule the scheduled actions own it (spend_controls.py): set here too,
+            # each deploy would bring it back outside the stage's hours.
+            provisioned_concurrent_executions=config.alias_provisioned_concurrency or None,
             # Ack-and-dispatch: a retry would answer a chat twice, and a reply queued for
             # minutes is worse than a prompt `unavailable` from the failure handler.
             retry_attempts=0,

@@ -26,7 +26,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from llambda import protocol
-from llambda.contract import ErrorCode
+from llambda.contract import DoneReason, ErrorCode
+from llambda.observability import logger
 from llambda.table import TTL_ATTRIBUTE, ItemStore, is_conditional_failure
 
 DAY_SECONDS = 86_400
@@ -128,6 +129,24 @@ def refusal(error: BudgetExhausted) -> dict[str, Any]:
     return budget_error(ErrorCode.BUDGET_EXHAUSTED, counter.scope, counter.resets_at, refused=True)
 
 
+def cut_short(
+    reservation: Reservation | None, reason: str, usage: dict[str, int]
+) -> dict[str, Any] | None:
+    """The `budget_cut_short` error that ends a reply in place of `done`, when a budget
+    gave it less room than it asked for and it used all of it; else None."""
+    if reservation is None or reservation.limited_by is None or reason != DoneReason.LENGTH:
+        return None
+    return {
+        **budget_error(
+            ErrorCode.BUDGET_CUT_SHORT,
+            reservation.limited_by,
+            reservation.resets_at,
+            refused=False,
+        ),
+        "usage": usage,
+    }
+
+
 def budget_error(
     code: str, scope: Scope, resets_at: str | None, *, refused: bool
 ) -> dict[str, Any]:
@@ -222,6 +241,16 @@ class BudgetStore(ItemStore):
         unused = reservation.reserved - max(0, min(used, reservation.reserved))
         if unused:
             self._add(reservation.counters, -unused)
+
+    def reply_ended(self, reservation: Reservation | None, used: int) -> None:
+        """`settle` for a reply that ended however it did; never raises (a refund that
+        fails leaves the reservation counted: the safe side)."""
+        if reservation is None:
+            return
+        try:
+            self.settle(reservation, used)
+        except Exception:
+            logger.exception("budget refund failed")
 
     def release(self, reservation: Reservation) -> None:
         """The reply never ran (its dispatch failed): give back all of it."""

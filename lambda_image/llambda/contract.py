@@ -150,6 +150,10 @@ METRIC_INIT = "InitMs"
 METRIC_ENGINE_LOAD = "EngineLoadMs"
 METRIC_INVALID_DISPATCHES = "InvalidDispatches"
 
+# -- The kill switch: the stage's SSM parameter holds one of these (infra creates it "on").
+GENERATION_ON = "on"
+GENERATION_OFF = "off"
+
 # -- The inference image: where the Dockerfile puts the model file.
 IMAGE_MODEL_DIR = "/opt/models"
 

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from llambda import protocol
+from llambda.budgets import BudgetStore, cut_short
 from llambda.contract import ErrorCode
 from llambda.conversations import ConversationStore
 from llambda.dispatch import Dispatch
@@ -59,6 +60,7 @@ class Reply:
         sender: StreamSender,
         *,
         store: ConversationStore,
+        budgets: BudgetStore | None = None,
         engines: EngineSource,
         settings: InferenceSettings,
         connections: aws.ManagementApis,
@@ -69,6 +71,8 @@ class Reply:
         self._engines = engines
         self._settings = settings
         self._connections = connections
+        self._budgets = budgets
+        self._used: int | None = None  # tokens generated, once known
         self.stage = Stage.STARTING
         self._engine: Engine | None = engines.engine
         self._init_ms = 0
@@ -141,6 +145,7 @@ class Reply:
 
     def _save_and_tell(self, generated: Generated, watcher: ReplyWatcher) -> ReplyOutcome:
         result, dispatch, settings = generated.result, self._dispatch, self._settings
+        self._used = result.completion_tokens
         if watcher.gone:
             # The conversation was forgotten: nothing to keep and no one to tell.
             logger.info("conversation forgotten mid-reply")
@@ -170,8 +175,10 @@ class Reply:
             self._sender.close()
             outcome = "expired" if watcher.expired else "kept"
             return ReplyOutcome(outcome, result.reason, result.completion_tokens)
+        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": self._used}
         self._sender.close(
-            protocol.done(
+            cut_short(dispatch.budget, result.reason, usage)
+            or protocol.done(
                 "stopped" if watcher.expired else result.reason,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
@@ -218,6 +225,12 @@ class Reply:
             logger.exception("lease release failed")
 
     def _end(self) -> None:
+        if self._budgets is not None:
+            # Unknown when it failed while generating: counted in full, the safe side.
+            allowed = self._dispatch.budget.allowed if self._dispatch.budget else 0
+            failed_at = allowed if self.stage is Stage.GENERATING else 0
+            used = failed_at if self._used is None else self._used
+            self._budgets.reply_ended(self._dispatch.budget, used)
         self.stage = Stage.ENDED
         if self._watcher is not None:
             self._watcher.finish()

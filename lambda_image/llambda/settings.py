@@ -92,6 +92,8 @@ class RouterSettings(ConversationSettings):
     conversation_token_budget: int = env_field("CONVERSATION_TOKEN_BUDGET", 50_000)
     client_tokens_per_day: int = env_field("CLIENT_TOKENS_PER_DAY", 100_000)
     stage_tokens_per_day: int = env_field("STAGE_TOKENS_PER_DAY", 1_000_000)
+    # The SSM parameter of the kill switch (llambda.generation_switch); unset: always on.
+    generation_parameter: str | None = env_field("GENERATION_PARAMETER")
 
     @property
     def budgets(self) -> BudgetLimits:

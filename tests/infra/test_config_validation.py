@@ -90,7 +90,7 @@ def test_reserved_concurrency_zero_is_no_reservation_not_a_throttle(unreserved, 
     _, function = image_function(template)
     assert "ReservedConcurrentExecutions" not in function["Properties"]
     (alias,) = template.find_resources("AWS::Lambda::Alias").values()
-    provisioned = unreserved.stages[stage_name].config.provisioned_concurrency
+    provisioned = unreserved.stages[stage_name].config.alias_provisioned_concurrency
     config = alias["Properties"].get("ProvisionedConcurrencyConfig") or {}
     assert config.get("ProvisionedConcurrentExecutions") == (provisioned or None)
 

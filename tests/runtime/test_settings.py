@@ -20,7 +20,13 @@ from llambda.settings import (
 
 CLASSES = (RouterSettings, InferenceSettings, DispatchFailureSettings, AuthorizerSettings)
 # Wiring the stack fills in from its resources: no stage default to compare.
-WIRING = {"table_name", "inference_function", "access_key_secret_arn", "token_secret_arn"}
+WIRING = {
+    "table_name",
+    "inference_function",
+    "access_key_secret_arn",
+    "token_secret_arn",
+    "generation_parameter",
+}
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)

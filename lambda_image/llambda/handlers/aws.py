@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import boto3
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 from botocore.config import Config
 
 from llambda.sender import connection_poster
@@ -61,6 +61,10 @@ def dynamodb() -> Any:
 
 def lambda_client() -> Any:
     return boto3.client("lambda", config=CLIENT_CONFIG)
+
+
+def ssm() -> SSMProvider:
+    return SSMProvider(boto3_client=boto3.client("ssm", config=CLIENT_CONFIG))
 
 
 def secrets() -> SecretsProvider:

@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from llambda import contract
+from llambda.budgets import BudgetStore
 from llambda.conversations import ConversationStore
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.engines import Engine, EngineError, load_engine
@@ -53,14 +54,17 @@ class InferenceDeps:
     store: ConversationStore
     engines: EngineSource
     connections: aws.ManagementApis
+    budgets: BudgetStore | None = None  # where the reply gives back what it did not use
 
     @classmethod
     def from_environment(cls) -> InferenceDeps:
         settings = InferenceSettings.from_env()
         secrets = aws.secrets()
+        dynamodb = aws.dynamodb()
         return cls(
             settings=settings,
-            store=ConversationStore(aws.dynamodb(), settings.table_name),
+            store=ConversationStore(dynamodb, settings.table_name),
+            budgets=BudgetStore(dynamodb, settings.table_name),
             engines=EngineSource(lambda: load_configured_engine(settings, secrets)),
             connections=aws.ManagementApis(),
         )
@@ -82,6 +86,7 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
         dispatch,
         sender,
         store=deps.store,
+        budgets=deps.budgets,
         engines=deps.engines,
         settings=deps.settings,
         connections=deps.connections,

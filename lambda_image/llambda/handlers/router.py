@@ -18,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
-from llambda import budgets, protocol
+from llambda import budgets, contract, protocol
 from llambda.budgets import BudgetExhausted, BudgetStore, Reservation
 from llambda.contract import ErrorCode
 from llambda.conversations import (
@@ -30,6 +30,7 @@ from llambda.conversations import (
     RateLimited,
 )
 from llambda.dispatch import Dispatch
+from llambda.generation_switch import GenerationSwitch
 from llambda.handlers import aws
 from llambda.observability import count_error, log_safe, logger
 from llambda.sender import ConnectionGone
@@ -59,6 +60,7 @@ class RouterDeps:
     invoke: Invoke  # asynchronous invocation of the inference alias
     connections: aws.ManagementApis
     budgets: BudgetStore | None = None  # None: no budgets counted (a test's choice)
+    switch: GenerationSwitch | None = None  # the kill switch; None: always on
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     new_conversation_id: Callable[[], str] = new_conversation_id
 
@@ -72,6 +74,7 @@ class RouterDeps:
             invoke=lambda_invoker(aws.lambda_client(), settings.inference_function),
             connections=aws.ManagementApis(),
             budgets=BudgetStore(dynamodb, settings.table_name),
+            switch=GenerationSwitch(aws.ssm(), settings.generation_parameter),
         )
 
 
@@ -84,7 +87,7 @@ def on_connect(event: APIGatewayWebSocketEvent, deps: RouterDeps) -> dict[str, A
     # check, is what guards it.
     if allowed and origin and origin not in allowed:
         logger.warning("refused: origin not allowed", extra={"origin": origin[:200]})
-        count_error("forbidden_origin")
+        count_error(contract.ERRORS_CODE_FORBIDDEN_ORIGIN)
         return FORBIDDEN
     # Nothing is stored per connection: API Gateway knows its connections, and where a
     # conversation's replies go is on the conversation's item.
@@ -226,6 +229,16 @@ def dispatch_chat(
     new = chat.conversation is None
     conversation = deps.new_conversation_id() if new else chat.conversation
     logger.append_keys(conversation=log_safe(conversation))
+    if deps.switch is not None and not deps.switch.is_on():
+        logger.info("refused: generation is off")
+        count_error(ErrorCode.GENERATION_OFF)
+        send(
+            protocol.error(
+                ErrorCode.GENERATION_OFF,
+                "Replies are turned off on this site for now; try again later.",
+            )
+        )
+        return None
     try:
         reservation = reserve_budget(chat, conversation, event, deps)
     except BudgetExhausted as exhausted:
