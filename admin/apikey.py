@@ -58,6 +58,11 @@ def stage_table(cloudformation: Any, stage: str) -> str:
 
 def store_for(args: argparse.Namespace) -> ApiKeyStore:
     session = boto3.Session(region_name=args.region)
+    if args.endpoint_url and session.get_credentials() is None:
+        # The twin's DynamoDB takes any credentials; a machine without AWS ones uses these.
+        session = boto3.Session(
+            region_name=args.region, aws_access_key_id="twin", aws_secret_access_key="twin"
+        )
     table = args.table or stage_table(session.client("cloudformation"), args.stage)
     return ApiKeyStore(session.client("dynamodb", endpoint_url=args.endpoint_url), table)
 

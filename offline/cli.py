@@ -168,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         print(url, flush=True)
     if cloud.function_urls:
         # Operator tools that write the stage's items (an API key) reach its DynamoDB here.
-        log.info("DynamoDB for operator tools: --endpoint-url %s", cloud.moto_url)
+        log.info(
+            "DynamoDB for operator tools: --endpoint-url %s --region %s (a table above)",
+            cloud.moto_url,
+            cloud.region,
+        )
     log.info("ready in %.1f s", time.monotonic() - started)
     if args.post_latency_ms:
         log.info("@connections latency %g ms", args.post_latency_ms)
