@@ -152,7 +152,6 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation(client, model, clo
     # Seen on the server: the generation ended at most one token after the cut (and one
     # more may have been on its way through the sockets when the client left).
     assert generated <= tokens_at_cut + 2, (generated, tokens_at_cut)
-    print(f"cut after {tokens_at_cut} tokens streamed; {generated} generated")
     assert generated < 400
     # The instance is free again and answers the next request.
     again = client.chat.completions.create(model=model, messages=PROMPT, max_tokens=4)
