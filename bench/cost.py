@@ -18,6 +18,7 @@ from bench.prices import PICOLLM_LAMBDA_SPEED, PRICES, Price
 from infra.config import STAGES, StageConfig
 
 HOURS_PER_MONTH = 730
+WEEKS_PER_MONTH = HOURS_PER_MONTH / (7 * 24)
 TIMES = " \N{MULTIPLICATION SIGN} "  # how formulas read in the document
 REPLY_TOKENS = 256
 REPLIES = 1000
@@ -123,19 +124,30 @@ def item_bytes(config: StageConfig, a: Assumptions) -> int:
     return int(config.history_max_chars * a.history_fill) + a.item_overhead_bytes
 
 
+def provisioned_hours(config: StageConfig) -> tuple[float, str]:
+    """Hours a month the stage keeps provisioned concurrency, and how they were counted:
+    all month, or its scheduled hours a week (infra/constructs/spend_controls.py)."""
+    schedule = config.provisioned_schedule
+    if schedule is None:
+        return HOURS_PER_MONTH, f"{HOURS_PER_MONTH} h"
+    hours = schedule.hours_a_week * WEEKS_PER_MONTH
+    return hours, (
+        f"{schedule.hours_a_week} h a week ({config.provisioned_hours} {schedule.days}) "
+        f"* {WEEKS_PER_MONTH:.2f} weeks"
+    )
+
+
 def at_rest(config: StageConfig, a: Assumptions, footprint: Footprint) -> list[Line]:
     """One month with no traffic."""
     gb = config.inference_memory_mb / 1024
-    seconds = HOURS_PER_MONTH * 3600
+    hours, counted = provisioned_hours(config)
     return [
         Line(
             item=Item.PROVISIONED_CONCURRENCY,
             what="Provisioned concurrency (inference)",
-            quantity=config.provisioned_concurrency * gb * seconds,
+            quantity=config.provisioned_concurrency * gb * hours * 3600,
             price=PRICES["lambda_provisioned"],
-            formula=(
-                f"{config.provisioned_concurrency} * {gb:g} GB * {HOURS_PER_MONTH} h * 3600 s"
-            ),
+            formula=f"{config.provisioned_concurrency} * {gb:g} GB * {counted} * 3600 s",
         ),
         Line(
             item=Item.SECRETS,
@@ -419,8 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/cost.md"))
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(), encoding="utf-8")
+    a, footprints = Assumptions(), stack_footprints()
+    args.out.write_text(render(a, footprints), encoding="utf-8")
     print(f"wrote {args.out}")
+    for name, config in STAGES.items():
+        rest = total(at_rest(config, a, footprints[name]))
+        replies = total(per_replies(config, a, provisioned=False))
+        print(f"{name}: {_usd(rest)} a month at rest + {_usd(replies)} per {REPLIES:,} replies")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Token budgets: counters in the stack's one table that cap how many tokens replies may
 generate, per conversation, per client identity a day and for the whole stage a day
-(docs/cost.md, "Budgets").
+(docs/spending.md, "Budgets").
 
 A chat reserves its `max_tokens` on every counter before its reply is dispatched: one
 conditional UpdateItem per counter that adds the reservation only while the counter is

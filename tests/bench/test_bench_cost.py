@@ -89,11 +89,13 @@ def test_footprints_come_from_every_stage_of_the_stack(footprints):
 @pytest.mark.parametrize("name", list(STAGES))
 def test_at_rest_is_provisioned_concurrency_plus_secrets_and_alarms(doc, footprints, name):
     config = STAGES[name]
+    # All month, or a scheduled stage's hours a week (Dev: 10 h on 5 days).
+    hours = {"Dev": 10 * 5 * 730 / 168, "Prod": 730}[name]
     pc = (
         config.provisioned_concurrency
         * config.inference_memory_mb
         / 1024
-        * 730
+        * hours
         * 3600
         * PRICES["lambda_provisioned"].usd
     )
@@ -129,3 +131,9 @@ def test_committed_document_is_current(doc):
     # Committed, so never skipped: a missing document is a failure, with the fix named.
     assert committed.is_file(), "docs/cost.md is missing: run `make cost`"
     assert committed.read_text(encoding="utf-8") == doc, "run `make cost` to regenerate it"
+
+
+def test_the_readme_quotes_the_generated_figures(doc):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in STAGES:
+        assert f"{name} {_summary_row(doc, name)[1]}" in " ".join(readme.split()), name
