@@ -140,7 +140,16 @@ chat: $(VENV_STAMP) ## chat in this terminal (make dev's twin; URL=wss://… for
 # of its own (it is served as it is): node is told its .js files are ES modules.
 NODE_TEST := node --experimental-detect-module --disable-warning=MODULE_TYPELESS_PACKAGE_JSON --test
 
-test: twin-synth browser lint ## every test (what CI runs)
+# checkov pins an older boto3 than the runtime's, so it has a virtual environment of its
+# own (pyproject.toml's `checkov` group); tests/infra/test_checkov.py runs it from there.
+CHECKOV_STAMP := $(VENV)/checkov/.stamp
+$(CHECKOV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check --group checkov
+	touch $@
+
+test: twin-synth browser lint $(CHECKOV_STAMP) ## every test (what CI runs)
 	$(NODE_TEST) tests/web/node/*.test.mjs
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m pytest
 
@@ -161,9 +170,10 @@ screenshots: twin-synth browser ## photograph the chat for the README (docs/scre
 # The CI workflow: actionlint for syntax and expressions (its shellcheck and
 # pyflakes passes off: the run: steps are bare make targets, and whether those tools are
 # installed differs by machine), zizmor for security findings, offline (no GitHub API).
-lint: $(VENV_STAMP) ## ruff lint and format check; actionlint and zizmor on the CI workflow
+lint: $(VENV_STAMP) ## ruff and mypy (pyproject.toml); actionlint and zizmor on the CI workflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/actionlint -shellcheck= -pyflakes=
 	$(VENV)/bin/zizmor --quiet --offline --no-progress --persona pedantic \
 		--config .github/zizmor.yml .github/workflows

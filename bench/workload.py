@@ -15,6 +15,7 @@ import itertools
 from typing import Any
 
 from llambda.engines import GenerationRequest
+from llambda.protocol import ChatOptions
 
 PROMPT = "Write a long, detailed essay about the history of the printing press, with many sections."
 TEMPERATURE = 0.0
@@ -31,8 +32,7 @@ def prompt() -> str:
 def engine_request(tokens: int) -> GenerationRequest:
     return GenerationRequest(
         messages=[{"role": "user", "content": prompt()}],
-        max_tokens=tokens,
-        temperature=TEMPERATURE,
+        options=ChatOptions(max_tokens=tokens, temperature=TEMPERATURE),
     )
 
 

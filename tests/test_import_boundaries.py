@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-OURS = ("llambda", "infra", "offline", "bench", "tests", "preflight", "terminal_client")
+OURS = ("llambda", "infra", "offline", "bench", "tests", "preflight", "terminal_client", "admin")
 CONTRACT = "llambda.contract"
 
 # Each part, and what of ours it may not import.
@@ -29,10 +29,14 @@ FORBIDDEN = {
         "tests",
         "preflight",
         "terminal_client",
+        "admin",
     },
-    "infra": {"llambda", "offline", "bench", "tests", "preflight", "terminal_client"},
-    "offline": {"llambda", "infra", "bench", "tests", "preflight"},
-    "terminal_client": {"llambda", "infra", "offline", "bench", "tests", "preflight"},
+    "infra": {"llambda", "offline", "bench", "tests", "preflight", "terminal_client", "admin"},
+    "offline": {"llambda", "infra", "bench", "tests", "preflight", "admin"},
+    "terminal_client": {"llambda", "infra", "offline", "bench", "tests", "preflight", "admin"},
+    # The operator's commands (API keys, the kill switch) act on a deployed stage through
+    # its stores and names: never through the twin, the bench or the tests.
+    "admin": {"offline", "bench", "tests", "preflight", "terminal_client"},
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -19,9 +21,6 @@ from llambda import contract
 # What the runtime emits (Powertools EMF; `service` is Powertools' default dimension).
 INFERENCE_SERVICE = "inference"
 ROUTER_SERVICE = "router"
-# The `code` of the router's Errors metric for a $connect refused by the Origin allow-list
-# (lambda_image/llambda/handlers/router.py; tests/infra/test_cdk_monitoring.py checks it).
-FORBIDDEN_ORIGIN_CODE = "forbidden_origin"
 FIVE_MINUTES = cdk.Duration.minutes(5)
 
 
@@ -90,7 +89,7 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES,
             )
 
-        sum5 = {"statistic": "Sum", "period": FIVE_MINUTES}
+        sum5: dict[str, Any] = {"statistic": "Sum", "period": FIVE_MINUTES}
         alarms: dict[str, tuple[cloudwatch.IMetric, float, str]] = {
             "InferenceErrors": (
                 inference.metric_errors(**sum5),
@@ -136,7 +135,7 @@ class Monitoring(Construct):
                             namespace=contract.METRICS_NAMESPACE,
                             metric_name=contract.METRIC_ERRORS,
                             dimensions_map={
-                                "code": FORBIDDEN_ORIGIN_CODE,
+                                "code": contract.ERRORS_CODE_FORBIDDEN_ORIGIN,
                                 "service": ROUTER_SERVICE,
                                 "stage": config.metrics_stage,
                             },

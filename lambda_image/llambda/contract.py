@@ -142,6 +142,9 @@ TABLE_TTL_ATTRIBUTE = "expiresAt"
 # -- Metrics (CloudWatch, through Powertools' embedded metric format).
 METRICS_NAMESPACE = "Llambda"
 METRIC_ERRORS = "Errors"
+# An `Errors` code no client is sent: a browser page from an origin the stage does not
+# allow, refused at `$connect` (the integration-error alarm leaves these out).
+ERRORS_CODE_FORBIDDEN_ORIGIN = "forbidden_origin"
 METRIC_TIME_TO_FIRST_TOKEN = "TimeToFirstTokenMs"
 METRIC_TOKENS_PER_SECOND = "TokensPerSecond"
 METRIC_REPLIES = "Replies"

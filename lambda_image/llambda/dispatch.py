@@ -14,6 +14,7 @@ the epoch, so the reply's save is refused.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +52,7 @@ class Dispatch:
             "requestId": self.request_id,
             "callbackUrl": self.callback_url,
             "prompt": self.prompt,
-            "options": {
-                "max_tokens": self.options.max_tokens,
-                "temperature": self.options.temperature,
-                "top_p": self.options.top_p,
-                "stop": list(self.options.stop),
-            },
+            "options": {**dataclasses.asdict(self.options), "stop": list(self.options.stop)},
             "dispatchedAt": self.dispatched_at_ms,
             "history": list(self.history),
             "epoch": self.epoch,
@@ -93,12 +89,7 @@ class Dispatch:
                 request_id=str(event.get("requestId", "")),
                 callback_url=_text(event["callbackUrl"]),
                 prompt=_text(event["prompt"]),
-                options=ChatOptions(
-                    max_tokens=int(options["max_tokens"]),
-                    temperature=options.get("temperature"),
-                    top_p=options.get("top_p"),
-                    stop=tuple(options.get("stop") or ()),
-                ),
+                options=_options(options),
                 dispatched_at_ms=int(event.get("dispatchedAt") or 0),
                 history=tuple(valid_turns(event.get("history", []))),
                 epoch=int(event.get("epoch") or 0),
@@ -115,3 +106,13 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError("an id, URL or prompt is not a non-empty string")
     return value
+
+
+def _options(raw: dict[str, Any]) -> ChatOptions:
+    """The chat's options as `to_event` wrote them (every field of `ChatOptions`)."""
+    max_tokens = int(raw["max_tokens"])
+    names = {field.name for field in dataclasses.fields(ChatOptions)}
+    values = {name: value for name, value in raw.items() if name in names}
+    values["max_tokens"] = max_tokens
+    values["stop"] = tuple(raw.get("stop") or ())
+    return ChatOptions(**values)

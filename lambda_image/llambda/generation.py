@@ -56,14 +56,7 @@ def generate(
 ) -> Generated:
     """Answer `dispatch` (its history and prompt, with its options), handing each piece of
     text to `on_text`; raises the engine's `EngineError`."""
-    options = dispatch.options
-    request = GenerationRequest(
-        messages=dispatch.messages(),
-        max_tokens=options.max_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        stop=options.stop,
-    )
+    request = GenerationRequest(messages=dispatch.messages(), options=dispatch.options)
     first_text_at: list[float] = []  # set once, from the generating thread
 
     def stream(text: str) -> None:

@@ -18,7 +18,7 @@ from llambda.protocol import ChatOptions, Limits, ProtocolError, parse_options
 # Roles a request may send; `developer` is OpenAI's newer name for `system`.
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Passed to the engine (each checked by the WebSocket door's rules).
-SAMPLING = ("max_tokens", "temperature", "top_p", "stop")
+SAMPLING = ("max_tokens", "temperature", "top_p", "stop", "seed")
 # Accepted and ignored: they do not change what the engine generates.
 IGNORED = frozenset(
     {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key"}
@@ -47,7 +47,7 @@ UNSUPPORTED = frozenset(
     }
 )
 KNOWN = frozenset(
-    {"model", "messages", "stream", "stream_options", "seed", "max_completion_tokens"}
+    {"model", "messages", "stream", "stream_options", "max_completion_tokens"}
     | set(SAMPLING)
     | IGNORED
     | set(NEUTRAL)
@@ -161,7 +161,6 @@ class CompletionRequest:
     options: ChatOptions
     stream: bool = False
     include_usage: bool = False
-    seed: int | None = None
 
 
 def parse_chat_completion(
@@ -203,16 +202,12 @@ def parse_chat_completion(
     if not isinstance(stream, bool):
         raise OpenAIError(400, "stream must be true or false.", param="stream")
     include_usage = _stream_options(data.get("stream_options"), stream=stream)
-    seed = data.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise OpenAIError(400, "seed must be an integer.", param="seed")
     return CompletionRequest(
         model=model,
         messages=_messages(data.get("messages"), limits),
         options=_sampling(data, limits),
         stream=stream,
         include_usage=include_usage,
-        seed=seed,
     )
 
 
@@ -325,8 +320,8 @@ def _content(value: object, param: str) -> str:
 
 
 def _sampling(data: dict[str, Any], limits: Limits) -> ChatOptions:
-    """max_tokens (or max_completion_tokens), temperature, top_p and stop, each checked by
-    the WebSocket door's own rules so the two doors refuse the same values."""
+    """max_tokens (or max_completion_tokens), temperature, top_p, stop and seed, each
+    checked by the WebSocket door's own rules so the two doors refuse the same values."""
     options: dict[str, Any] = {}
     for name in ("max_completion_tokens", *SAMPLING):
         value = data.get(name)

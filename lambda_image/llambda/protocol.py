@@ -17,7 +17,9 @@ CONVERSATION_ID_CHARS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 )
 MAX_CONVERSATION_ID_CHARS = 64
-OPTION_KEYS = ("max_tokens", "temperature", "top_p", "stop")
+OPTION_KEYS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+# Both engines take a 32-bit sampling seed.
+MAX_SEED = 2**32 - 1
 MAX_STOP_CHARS = 64
 REASONS = tuple(DoneReason)
 
@@ -45,10 +47,14 @@ class Limits:
 
 @dataclass(frozen=True)
 class ChatOptions:
+    """How to sample a reply: one type from the router (or the OpenAI-compatible door)
+    through the dispatch to the engine."""
+
     max_tokens: int
     temperature: float | None = None  # None: the engine's default
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    seed: int | None = None  # None: a random seed each reply
 
 
 @dataclass(frozen=True)
@@ -225,12 +231,18 @@ def _options(data: dict[str, Any], limits: Limits) -> ChatOptions:
     top_p = raw.get("top_p")
     if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "top_p must be a number above 0 and at most 1.")
+    seed = raw.get("seed")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"seed must be a whole number from 0 to {MAX_SEED}."
+        )
     return ChatOptions(
         # Clamped, not refused: asking for more than the cap is not an error.
         max_tokens=min(int(max_tokens), limits.max_tokens_cap),
         temperature=None if temperature is None else float(temperature),
         top_p=None if top_p is None else float(top_p),
         stop=_stop(raw.get("stop"), limits),
+        seed=seed,
     )
 
 

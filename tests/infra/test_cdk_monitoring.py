@@ -5,8 +5,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.constructs.monitoring import FORBIDDEN_ORIGIN_CODE
-from infra.paths import LAMBDA_IMAGE_DIR
+from llambda import contract
 from llambda.contract import METRIC_ERRORS, METRICS_NAMESPACE, ErrorCode
 from tests.infra.conftest import synthesize
 
@@ -193,12 +192,7 @@ def test_integration_error_alarm_leaves_out_refused_origins(stage, stateless):
     assert (refused["Namespace"], refused["MetricName"]) == (METRICS_NAMESPACE, METRIC_ERRORS)
     dimensions = {d["Name"]: d["Value"] for d in refused["Dimensions"]}
     assert dimensions == {
-        "code": FORBIDDEN_ORIGIN_CODE,
+        "code": contract.ERRORS_CODE_FORBIDDEN_ORIGIN,
         "service": "router",
         "stage": stage.config.metrics_stage,
     }
-
-
-def test_the_refused_origin_code_is_the_one_the_router_counts():
-    router = (LAMBDA_IMAGE_DIR / "llambda" / "handlers" / "router.py").read_text()
-    assert f'count_error("{FORBIDDEN_ORIGIN_CODE}")' in router

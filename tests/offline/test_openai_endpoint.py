@@ -101,6 +101,17 @@ def test_a_whole_completion(client, model):
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
 
 
+def test_a_seed_gives_the_same_sampled_answer_again(client, model):
+    def answer(seed: int) -> str:
+        completion = client.chat.completions.create(
+            model=model, messages=PROMPT, max_tokens=24, temperature=1.5, seed=seed
+        )
+        return completion.choices[0].message.content
+
+    first = answer(1234)
+    assert answer(1234) == first  # at a high temperature: the seed decides every draw
+
+
 def test_a_stop_sequence_ends_the_answer_before_it(client, model):
     first = (
         client.chat.completions.create(model=model, messages=PROMPT, max_tokens=32, temperature=0)

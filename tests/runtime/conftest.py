@@ -324,7 +324,7 @@ def context() -> LambdaContext:
 
 def emitted_metrics(output: str) -> list[tuple[str, dict[str, str]]]:
     """Each metric in the EMF records of `output`: its name and the record's dimensions."""
-    found = []
+    found: list[tuple[str, dict[str, str]]] = []
     for line in output.splitlines():
         try:
             record = json.loads(line)

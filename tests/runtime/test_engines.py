@@ -17,10 +17,13 @@ from llambda.engines.picollm_engine import (
     build_prompt,
     describe_error,
 )
+from llambda.protocol import ChatOptions
 
 
 def ask(prompt: str, **kwargs) -> GenerationRequest:
-    return GenerationRequest(messages=[{"role": "user", "content": prompt}], **kwargs)
+    return GenerationRequest(
+        messages=[{"role": "user", "content": prompt}], options=ChatOptions(**kwargs)
+    )
 
 
 def test_llama_streams_what_it_returns(llama_engine):
@@ -105,11 +108,23 @@ def test_llama_remembers_earlier_turns(llama_engine):
         {"role": "user", "content": "What is my name?"},
     ]
     result = llama_engine.generate(
-        GenerationRequest(messages=messages, max_tokens=20, temperature=0),
+        GenerationRequest(messages=messages, options=ChatOptions(max_tokens=20, temperature=0)),
         lambda _: None,
         lambda: False,
     )
     assert "Zebulon" in result.text
+
+
+def test_llama_honours_a_seed_and_draws_afresh_without_one(llama_engine):
+    def sample(seed):
+        options = ChatOptions(max_tokens=24, temperature=1.5, seed=seed)
+        request = GenerationRequest([{"role": "user", "content": "Tell me a story."}], options)
+        return llama_engine.generate(request, lambda _: None, lambda: False).text
+
+    first = sample(7)
+    assert sample(7) == first  # at a high temperature: the seed decides every draw
+    # A seeded reply leaves no seed behind: unseeded replies differ from one another.
+    assert len({sample(None) for _ in range(3)}) > 1
 
 
 def test_llama_drops_oldest_turns_to_fit_the_context():
@@ -127,7 +142,9 @@ def test_llama_drops_oldest_turns_to_fit_the_context():
     ]
     assert len(small.tokenize_messages(messages)) > 450  # all of it would not fit
     result = small.generate(
-        GenerationRequest(messages=messages, max_tokens=4), lambda _: None, lambda: False
+        GenerationRequest(messages=messages, options=ChatOptions(max_tokens=4)),
+        lambda _: None,
+        lambda: False,
     )
     assert result.prompt_tokens + 4 <= 512
     assert 150 < result.prompt_tokens < 300  # the oldest exchange dropped, the next kept
@@ -186,7 +203,9 @@ def test_history_gives_way_so_the_reply_keeps_its_max_tokens(small_llama):
         {"role": "assistant", "content": "old answer"},
         {"role": "user", "content": "new question"},
     ]
-    fitted = small_llama.fit(GenerationRequest(messages=messages, max_tokens=100))
+    fitted = small_llama.fit(
+        GenerationRequest(messages=messages, options=ChatOptions(max_tokens=100))
+    )
     assert fitted.messages == messages[2:]  # the oldest exchange went, the next stayed
     assert fitted.max_tokens == 100
     assert len(fitted.tokens) == len(small_llama.tokenize_messages(messages[2:]))
@@ -201,7 +220,9 @@ def test_a_long_prompt_that_fits_gets_what_is_left_of_the_context(small_llama):
         {"role": "assistant", "content": "reply"},
         {"role": "user", "content": prompt},
     ]
-    request = GenerationRequest(messages=messages, max_tokens=200, temperature=0)
+    request = GenerationRequest(
+        messages=messages, options=ChatOptions(max_tokens=200, temperature=0)
+    )
     fitted = small_llama.fit(request)
     assert fitted.messages == messages[2:] and fitted.max_tokens == MIN_REPLY_TOKENS
     result = small_llama.generate(request, lambda _: None, lambda: False)
@@ -376,10 +397,9 @@ def assert_calls_fit_the_installed_picollm(stand_in):
 
 
 def pico_request(*messages, **options):
+    options.setdefault("max_tokens", 10)
     return GenerationRequest(
-        messages=[{"role": "user", "content": m} for m in messages],
-        max_tokens=options.pop("max_tokens", 10),
-        **options,
+        messages=[{"role": "user", "content": m} for m in messages], options=ChatOptions(**options)
     )
 
 
@@ -388,7 +408,7 @@ def test_picollm_generate_streams_passes_options_and_maps_the_end():
     engine = PicoLLMEngine(stand_in)
     pieces = []
     result = engine.generate(
-        pico_request("Count.", temperature=0.3, top_p=0.8), pieces.append, lambda: False
+        pico_request("Count.", temperature=0.3, top_p=0.8, seed=11), pieces.append, lambda: False
     )
     assert pieces == ["one", " two", " three", " four"]
     assert (result.reason, result.text, result.completion_tokens) == (
@@ -400,7 +420,7 @@ def test_picollm_generate_streams_passes_options_and_maps_the_end():
     assert "Count." in prompt
     assert kwargs["completion_token_limit"] == 10
     assert kwargs["stop_phrases"] is None
-    assert (kwargs["temperature"], kwargs["top_p"]) == (0.3, 0.8)
+    assert (kwargs["temperature"], kwargs["top_p"], kwargs["seed"]) == (0.3, 0.8, 11)
     assert_calls_fit_the_installed_picollm(stand_in)
 
 
@@ -453,7 +473,9 @@ def test_picollm_generate_drops_the_oldest_turns_to_fit_the_context():
         {"role": "user", "content": "new question"},
     ]
     engine.generate(
-        GenerationRequest(messages=messages, max_tokens=8), lambda _: None, lambda: False
+        GenerationRequest(messages=messages, options=ChatOptions(max_tokens=8)),
+        lambda _: None,
+        lambda: False,
     )
     [(_, (prompt,), _)] = [c for c in stand_in.calls if c[0] == "generate"]
     assert "new question" in prompt and "old" not in prompt
@@ -472,7 +494,9 @@ def test_picollm_caps_the_reply_at_what_the_prompt_leaves_of_the_context():
     assert 300 - pico_words(engine, words) == MIN_REPLY_TOKENS + 6
     messages = [{"role": "user", "content": " ".join(["w"] * words)}]
     engine.generate(
-        GenerationRequest(messages=messages, max_tokens=200), lambda _: None, lambda: False
+        GenerationRequest(messages=messages, options=ChatOptions(max_tokens=200)),
+        lambda _: None,
+        lambda: False,
     )
     [kwargs] = [c[2] for c in stand_in.calls if c[0] == "generate"]
     assert kwargs["completion_token_limit"] == MIN_REPLY_TOKENS + 6
@@ -487,7 +511,9 @@ def test_picollm_refuses_a_prompt_that_cannot_fit_before_generating():
     stand_in.calls.clear()
     with pytest.raises(ContextLengthExceeded) as refused:
         engine.generate(
-            GenerationRequest(messages=messages, max_tokens=200), lambda _: None, lambda: False
+            GenerationRequest(messages=messages, options=ChatOptions(max_tokens=200)),
+            lambda _: None,
+            lambda: False,
         )
     assert refused.value.code == "context_length_exceeded"
     assert (refused.value.prompt_tokens, refused.value.limit) == (
@@ -513,7 +539,9 @@ def test_a_picollm_tokenizer_failure_is_an_engine_error_without_the_key():
     engine = PicoLLMEngine(stand_in, access_key="KEY123")
     with pytest.raises(EngineError) as failed:
         engine.generate(
-            GenerationRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8),
+            GenerationRequest(
+                messages=[{"role": "user", "content": "hi"}], options=ChatOptions(max_tokens=8)
+            ),
             lambda _: None,
             lambda: False,
         )

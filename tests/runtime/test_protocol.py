@@ -58,6 +58,8 @@ ACCEPTED = [
     (chat(max_tokens=100_000), Chat("hi", ChatOptions(max_tokens=512))),  # clamped
     (chat(max_tokens=None), Chat("hi", ChatOptions(max_tokens=256))),
     (chat(temperature=0), Chat("hi", ChatOptions(256, temperature=0.0))),
+    (chat(seed=0), Chat("hi", ChatOptions(256, seed=0))),
+    (chat(seed=2**32 - 1), Chat("hi", ChatOptions(256, seed=2**32 - 1))),
     (chat(temperature=2), Chat("hi", ChatOptions(256, temperature=2.0))),
     (chat(top_p=1), Chat("hi", ChatOptions(256, top_p=1.0))),
     (chat(top_p=0.01), Chat("hi", ChatOptions(256, top_p=0.01))),
@@ -151,6 +153,10 @@ REFUSED = [
     (chat(top_p=0), False, "bad_request", "top_p"),
     (chat(top_p=1.5), False, "bad_request", "top_p"),
     (chat(top_p=True), False, "bad_request", "top_p"),
+    (chat(seed=-1), False, "bad_request", "seed"),
+    (chat(seed=2**32), False, "bad_request", "seed"),
+    (chat(seed=1.5), False, "bad_request", "seed"),
+    (chat(seed=True), False, "bad_request", "seed"),
     (chat(stop="\n"), False, "bad_request", "stop"),
     (chat(stop=[1]), False, "bad_request", "stop"),
     (chat(stop=[""]), False, "bad_request", "stop"),
@@ -184,7 +190,7 @@ def test_an_unknown_option_is_named_and_the_allowed_ones_listed():
     with pytest.raises(ProtocolError) as refused:
         protocol.parse_client_message(chat(top_k=5, max_tokens=3), limits=LIMITS)
     assert refused.value.message == (
-        "Unknown option 'top_k'; allowed: max_tokens, temperature, top_p, stop."
+        "Unknown option 'top_k'; allowed: max_tokens, temperature, top_p, stop, seed."
     )
 
 

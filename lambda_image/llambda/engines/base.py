@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llambda.contract import ErrorCode
 from llambda.history import Message, drop_oldest_turns
+from llambda.protocol import ChatOptions
 
 # The fewest reply tokens worth generating: a prompt that leaves less of the context is
 # refused, not answered with a word or two.
@@ -39,16 +40,11 @@ class ContextLengthExceeded(EngineError):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """The conversation so far, ending with the new user message, and sampling options.
-
-    `temperature`/`top_p` None means the engine's default.
-    """
+    """The conversation so far, ending with the new user message, and how to sample the
+    reply (the chat's own options, as the protocol parsed them)."""
 
     messages: list[Message]
-    max_tokens: int
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: tuple[str, ...] = field(default=())
+    options: ChatOptions
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,7 @@ class SerialEngine(Engine):
             raise EngineError("Nothing to answer: the conversation is empty.")
         return fit_to_context(
             request.messages,
-            max_tokens=request.max_tokens,
+            max_tokens=request.options.max_tokens,
             context_tokens=self.context_length,
             tokenize=self.tokenize_messages,
         )

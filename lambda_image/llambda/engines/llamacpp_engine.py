@@ -23,6 +23,9 @@ from llambda.engines.base import (
 )
 from llambda.history import Message
 
+# llama.cpp's LLAMA_DEFAULT_SEED: draw a new random seed.
+RANDOM_SEED = 0xFFFFFFFF
+
 # Context window: room for the kept history, the longest prompt and the longest reply
 # (the latest exchanges that fit are kept: `SerialEngine.fit`).
 DEFAULT_N_CTX = 8192
@@ -108,9 +111,16 @@ class LlamaCppEngine(SerialEngine):
     ) -> GenerationResult:
         fitted = self.fit(request)
         tokens, max_tokens = fitted.tokens, fitted.max_tokens
+        options = request.options
+        # Every reply sets the seed: a seeded reply must not fix the next unseeded one's.
+        self._llm.set_seed(RANDOM_SEED if options.seed is None else options.seed)
+        if options.seed is not None:
+            # The same draws need the same logits: evaluating a cached prefix and then the
+            # rest moves them by rounding, so a seeded reply evaluates its whole prompt.
+            self._llm.reset()
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        holdback = max((len(s) for s in request.stop), default=1) - 1
+        holdback = max((len(s) for s in options.stop), default=1) - 1
         pending = ""  # decoded text held back while it may begin a stop sequence
         out: list[str] = []
 
@@ -124,8 +134,8 @@ class LlamaCppEngine(SerialEngine):
         if max_tokens > 0:
             for token in self._llm.generate(
                 tokens,
-                temp=DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
-                top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
+                temp=DEFAULT_TEMPERATURE if options.temperature is None else options.temperature,
+                top_p=DEFAULT_TOP_P if options.top_p is None else options.top_p,
                 reset=True,
             ):
                 if self._interrupted.is_set() or should_stop():
@@ -136,8 +146,8 @@ class LlamaCppEngine(SerialEngine):
                     break
                 completion_tokens += 1
                 pending += decoder.decode(self._llm.detokenize([token]))
-                if request.stop:
-                    hit = _first_stop(pending, request.stop)
+                if options.stop:
+                    hit = _first_stop(pending, options.stop)
                     if hit is not None:
                         emit(pending[:hit])
                         pending = ""

@@ -178,13 +178,15 @@ class PicoLLMEngine(SerialEngine):
         kwargs: dict[str, Any] = {
             # What the prompt leaves of the context: picoLLM would otherwise run past it.
             "completion_token_limit": fitted.max_tokens,
-            "stop_phrases": set(request.stop) or None,
+            "stop_phrases": set(request.options.stop) or None,
             "stream_callback": stream,
         }
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        if request.top_p is not None:
-            kwargs["top_p"] = request.top_p
+        if request.options.temperature is not None:
+            kwargs["temperature"] = request.options.temperature
+        if request.options.top_p is not None:
+            kwargs["top_p"] = request.options.top_p
+        if request.options.seed is not None:
+            kwargs["seed"] = request.options.seed
         completion = self._pllm.generate(prompt, **kwargs)
         reason = ENDPOINT_REASONS.get(completion.endpoint.name, "end")
         if self._interrupted.is_set():

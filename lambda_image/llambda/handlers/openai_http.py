@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,6 @@ from llambda.runtime_loop import ClientGone, LambdaContext, ResponseStream
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 STARTED_AT = int(time.time())
-# The engine's request type says which sampling options it honours beyond the protocol's.
-ENGINE_TAKES_SEED = "seed" in {f.name for f in fields(GenerationRequest)}
 
 
 @dataclass(frozen=True)
@@ -103,13 +101,6 @@ def answer(request: LambdaFunctionUrlEvent, stream: ResponseStream, deps: OpenAI
         limits=deps.settings.limits,
         model_id=deps.model_id,
     )
-    if parsed.seed is not None and not ENGINE_TAKES_SEED:
-        raise OpenAIError(
-            400,
-            "Unsupported parameter: `seed` is not supported by this engine yet.",
-            param="seed",
-            code="unsupported_parameter",
-        )
     if key is not None:
         try:
             deps.keys.admit(key, deps.settings.openai_requests_per_minute)
@@ -214,15 +205,7 @@ def complete(
     except EngineError as error:
         raise openai_api.server_error(str(error)) from None
     reply = _Reply(request, stream, model_id)
-    options = request.options
-    generation = GenerationRequest(
-        messages=request.messages,
-        max_tokens=options.max_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        stop=options.stop,
-        **({"seed": request.seed} if ENGINE_TAKES_SEED and request.seed is not None else {}),
-    )
+    generation = GenerationRequest(messages=request.messages, options=request.options)
     try:
         result = engine.generate(generation, reply.on_text, reply.should_stop)
     except ContextLengthExceeded as error:

@@ -227,7 +227,7 @@ def dispatch_chat(
     settings = deps.settings
     reply_id = deps.new_id()
     new = chat.conversation is None
-    conversation = deps.new_conversation_id() if new else chat.conversation
+    conversation = deps.new_conversation_id() if chat.conversation is None else chat.conversation
     logger.append_keys(conversation=log_safe(conversation))
     if deps.switch is not None and not deps.switch.is_on():
         logger.info("refused: generation is off")
@@ -251,14 +251,16 @@ def dispatch_chat(
         chat = dataclasses.replace(
             chat, options=dataclasses.replace(chat.options, max_tokens=reservation.allowed)
         )
-    reply = {
-        "prompt": chat.prompt,
-        "lease_seconds": settings.lease_seconds,
-        "ttl_seconds": settings.conversation_ttl_seconds,
-    }
     try:
         if new:
-            admitted = deps.conversations.start(conversation, connection_id, reply_id, **reply)
+            admitted = deps.conversations.start(
+                conversation,
+                connection_id,
+                reply_id,
+                prompt=chat.prompt,
+                lease_seconds=settings.lease_seconds,
+                ttl_seconds=settings.conversation_ttl_seconds,
+            )
             send(protocol.conversation_started(conversation))
         else:
             admitted = deps.conversations.admit_chat(
@@ -266,7 +268,9 @@ def dispatch_chat(
                 connection_id,
                 reply_id,
                 per_minute=settings.messages_per_minute,
-                **reply,
+                prompt=chat.prompt,
+                lease_seconds=settings.lease_seconds,
+                ttl_seconds=settings.conversation_ttl_seconds,
             )
     except (NotFound, NotAttached, RateLimited, Busy) as refused:
         give_back(reservation, deps)
