@@ -124,8 +124,6 @@ class StageConfig:
     reply_grace_seconds: int = 60
     resume_poll_ms: int = 20
     lease_seconds: int = 60
-    # API Gateway closes a WebSocket after 2 hours; the record lives a little longer
-    connection_ttl_seconds: int = 2 * 3600 + 600
 
     # The chat page on CloudFront. A new account may not create CloudFront resources until
     # AWS verifies it; hosting=false deploys without the page, which then runs from
@@ -216,7 +214,6 @@ class StageConfig:
             "MAX_STOP_SEQUENCES": str(self.max_stop_sequences),
             "MESSAGES_PER_MINUTE": str(self.messages_per_minute),
             "LEASE_SECONDS": str(self.lease_seconds),
-            "CONNECTION_TTL_SECONDS": str(self.connection_ttl_seconds),
             "CONVERSATION_TTL_DAYS": str(self.conversation_ttl_days),
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "CONVERSATION_TOKEN_BUDGET": str(self.conversation_token_budget),

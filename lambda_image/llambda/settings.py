@@ -77,16 +77,32 @@ class ConversationSettings(TableSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RouterSettings(ConversationSettings):
-    inference_function: str = env_field("INFERENCE_FUNCTION", "")
+class LimitSettings(FunctionSettings):
+    """The caps on what a client may ask for: both doors (the WebSocket's router and the
+    OpenAI-compatible endpoint) read the same ones, so they refuse the same requests."""
+
     max_prompt_chars: int = env_field("MAX_PROMPT_CHARS", 8000)
     max_tokens_cap: int = env_field("MAX_TOKENS_CAP", 512)
     default_max_tokens: int = env_field("DEFAULT_MAX_TOKENS", 256)
     max_temperature: float = env_field("MAX_TEMPERATURE", 2.0)
     max_stop_sequences: int = env_field("MAX_STOP_SEQUENCES", 4)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_prompt_chars=self.max_prompt_chars,
+            max_tokens_cap=self.max_tokens_cap,
+            default_max_tokens=self.default_max_tokens,
+            max_temperature=self.max_temperature,
+            max_stop_sequences=self.max_stop_sequences,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterSettings(LimitSettings, ConversationSettings):
+    inference_function: str = env_field("INFERENCE_FUNCTION", "")
     messages_per_minute: int = env_field("MESSAGES_PER_MINUTE", 30)
     lease_seconds: int = env_field("LEASE_SECONDS", 60)
-    connection_ttl_seconds: int = env_field("CONNECTION_TTL_SECONDS", 2 * 3600 + 600)
     allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", ())
     # Token budgets (llambda.budgets); 0 is no cap.
     conversation_token_budget: int = env_field("CONVERSATION_TOKEN_BUDGET", 50_000)
@@ -101,16 +117,6 @@ class RouterSettings(ConversationSettings):
             conversation_tokens=self.conversation_token_budget,
             client_tokens_per_day=self.client_tokens_per_day,
             stage_tokens_per_day=self.stage_tokens_per_day,
-        )
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            max_prompt_chars=self.max_prompt_chars,
-            max_tokens_cap=self.max_tokens_cap,
-            default_max_tokens=self.default_max_tokens,
-            max_temperature=self.max_temperature,
-            max_stop_sequences=self.max_stop_sequences,
         )
 
 
