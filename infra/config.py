@@ -13,7 +13,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from llambda.contract import IMAGE_MODEL_DIR, METRICS_NAMESPACE
+from llambda.contract import DEFAULTS, IMAGE_MODEL_DIR, METRICS_NAMESPACE
 
 Engine = Literal["picollm", "llamacpp"]
 
@@ -69,8 +69,8 @@ class StageConfig:
     deployment: str | None = None
 
     # Inference function (container image)
-    engine: Engine = "picollm"
-    model_file: str = "model.pllm"
+    engine: Engine = DEFAULTS.engine
+    model_file: str = DEFAULTS.model_file
     inference_memory_mb: int = 10240
     inference_timeout_seconds: int = 900
     # The most replies at once. 0 means no reservation (the function shares the account's
@@ -98,32 +98,32 @@ class StageConfig:
     throttle_burst_limit: int = 40
 
     # Caps on what one client may ask for
-    max_prompt_chars: int = 8000
-    max_tokens_cap: int = 512
-    default_max_tokens: int = 256
-    max_temperature: float = 2.0
-    max_stop_sequences: int = 4
+    max_prompt_chars: int = DEFAULTS.max_prompt_chars
+    max_tokens_cap: int = DEFAULTS.max_tokens_cap
+    default_max_tokens: int = DEFAULTS.default_max_tokens
+    max_temperature: float = DEFAULTS.max_temperature
+    max_stop_sequences: int = DEFAULTS.max_stop_sequences
     # Chats a minute per conversation
-    messages_per_minute: int = 30
+    messages_per_minute: int = DEFAULTS.messages_per_minute
     # Token budgets, in generated tokens (0: no cap), checked before a reply starts and
     # binding while it runs: per conversation, per client identity a UTC day (the hash of
     # its token; of its source IP where it has none), and for the whole stage a UTC day.
-    conversation_token_budget: int = 50_000
-    client_tokens_per_day: int = 100_000
-    stage_tokens_per_day: int = 1_000_000
+    conversation_token_budget: int = DEFAULTS.conversation_token_budget
+    client_tokens_per_day: int = DEFAULTS.client_tokens_per_day
+    stage_tokens_per_day: int = DEFAULTS.stage_tokens_per_day
     # Conversation memory kept in the conversation's item, trimmed oldest turn first
-    history_max_chars: int = 6000
+    history_max_chars: int = DEFAULTS.history_max_chars
     # A conversation is deleted this long after its last use
-    conversation_ttl_days: int = 7
+    conversation_ttl_days: int = DEFAULTS.conversation_ttl_days
 
     # Streaming
-    coalesce_ms: int = 50
-    stop_poll_ms: int = 250
+    coalesce_ms: int = DEFAULTS.coalesce_ms
+    stop_poll_ms: int = DEFAULTS.stop_poll_ms
     # A reply whose client went away goes on this long, waiting for a client to attach
     # (and polls for one every resume_poll_ms meanwhile, so a resume starts quickly).
-    reply_grace_seconds: int = 60
-    resume_poll_ms: int = 20
-    lease_seconds: int = 60
+    reply_grace_seconds: int = DEFAULTS.reply_grace_seconds
+    resume_poll_ms: int = DEFAULTS.resume_poll_ms
+    lease_seconds: int = DEFAULTS.lease_seconds
 
     # The chat page on CloudFront. A new account may not create CloudFront resources until
     # AWS verifies it; hosting=false deploys without the page, which then runs from
@@ -131,16 +131,16 @@ class StageConfig:
     hosting: bool = True
 
     # Access
-    require_token: bool = False
-    allowed_origins: tuple[str, ...] = ()
+    require_token: bool = DEFAULTS.require_token
+    allowed_origins: tuple[str, ...] = DEFAULTS.allowed_origins
 
     # The OpenAI-compatible endpoint (docs/openai.md): a Function URL on the inference
     # alias, API keys required (Prod may not turn that off), browsers allowed only from
     # these origins (none: no CORS), and requests a minute per key.
     openai_endpoint: bool = True
-    openai_require_key: bool = True
-    openai_allowed_origins: tuple[str, ...] = ()
-    openai_requests_per_minute: int = 60
+    openai_require_key: bool = DEFAULTS.openai_require_key
+    openai_allowed_origins: tuple[str, ...] = DEFAULTS.openai_allowed_origins
+    openai_requests_per_minute: int = DEFAULTS.openai_requests_per_minute
 
     # Stateful resources
     retain_data: bool = False

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # -- API Gateway's WebSocket quotas (its "Quotas for configuring and running a WebSocket
 # API" page). A frame is at most 32 KB both ways; a browser sends each message as one
@@ -159,6 +160,40 @@ GENERATION_OFF = "off"
 
 # -- The inference image: where the Dockerfile puts the model file.
 IMAGE_MODEL_DIR = "/opt/models"
+
+
+# -- The stages' defaults: infra/config.py's StageConfig starts from them, and each function's
+# settings (llambda/settings.py) fall back to them when the stack gives no variable.
+
+
+@dataclass(frozen=True)
+class StageDefaults:
+    engine: Literal["picollm", "llamacpp"] = "picollm"
+    model_file: str = "model.pllm"
+    max_prompt_chars: int = 8000
+    max_tokens_cap: int = 512
+    default_max_tokens: int = 256
+    max_temperature: float = 2.0
+    max_stop_sequences: int = 4
+    messages_per_minute: int = 30
+    lease_seconds: int = 60
+    conversation_ttl_days: int = 7
+    history_max_chars: int = 6000
+    coalesce_ms: int = 50
+    stop_poll_ms: int = 250
+    resume_poll_ms: int = 20
+    reply_grace_seconds: int = 60
+    conversation_token_budget: int = 50_000
+    client_tokens_per_day: int = 100_000
+    stage_tokens_per_day: int = 1_000_000
+    require_token: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    openai_require_key: bool = True
+    openai_allowed_origins: tuple[str, ...] = ()
+    openai_requests_per_minute: int = 60
+
+
+DEFAULTS = StageDefaults()
 
 
 def encoded_size(text: str) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, get_origin, get_type_hints
 
 from llambda.budgets import BudgetLimits
-from llambda.contract import IMAGE_MODEL_DIR
+from llambda.contract import DEFAULTS, IMAGE_MODEL_DIR
 from llambda.protocol import Limits
 
 T = TypeVar("T", bound="FunctionSettings")
@@ -68,7 +68,7 @@ class TableSettings(FunctionSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class ConversationSettings(TableSettings):
-    conversation_ttl_days: int = env_field("CONVERSATION_TTL_DAYS", 7)
+    conversation_ttl_days: int = env_field("CONVERSATION_TTL_DAYS", DEFAULTS.conversation_ttl_days)
 
     @property
     def conversation_ttl_seconds(self) -> int:
@@ -81,11 +81,11 @@ class LimitSettings(FunctionSettings):
     """The caps on what a client may ask for: both doors (the WebSocket's router and the
     OpenAI-compatible endpoint) read the same ones, so they refuse the same requests."""
 
-    max_prompt_chars: int = env_field("MAX_PROMPT_CHARS", 8000)
-    max_tokens_cap: int = env_field("MAX_TOKENS_CAP", 512)
-    default_max_tokens: int = env_field("DEFAULT_MAX_TOKENS", 256)
-    max_temperature: float = env_field("MAX_TEMPERATURE", 2.0)
-    max_stop_sequences: int = env_field("MAX_STOP_SEQUENCES", 4)
+    max_prompt_chars: int = env_field("MAX_PROMPT_CHARS", DEFAULTS.max_prompt_chars)
+    max_tokens_cap: int = env_field("MAX_TOKENS_CAP", DEFAULTS.max_tokens_cap)
+    default_max_tokens: int = env_field("DEFAULT_MAX_TOKENS", DEFAULTS.default_max_tokens)
+    max_temperature: float = env_field("MAX_TEMPERATURE", DEFAULTS.max_temperature)
+    max_stop_sequences: int = env_field("MAX_STOP_SEQUENCES", DEFAULTS.max_stop_sequences)
 
     @property
     def limits(self) -> Limits:
@@ -101,13 +101,15 @@ class LimitSettings(FunctionSettings):
 @dataclass(frozen=True, kw_only=True)
 class RouterSettings(LimitSettings, ConversationSettings):
     inference_function: str = env_field("INFERENCE_FUNCTION", "")
-    messages_per_minute: int = env_field("MESSAGES_PER_MINUTE", 30)
-    lease_seconds: int = env_field("LEASE_SECONDS", 60)
-    allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", ())
+    messages_per_minute: int = env_field("MESSAGES_PER_MINUTE", DEFAULTS.messages_per_minute)
+    lease_seconds: int = env_field("LEASE_SECONDS", DEFAULTS.lease_seconds)
+    allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", DEFAULTS.allowed_origins)
     # Token budgets (llambda.budgets); 0 is no cap.
-    conversation_token_budget: int = env_field("CONVERSATION_TOKEN_BUDGET", 50_000)
-    client_tokens_per_day: int = env_field("CLIENT_TOKENS_PER_DAY", 100_000)
-    stage_tokens_per_day: int = env_field("STAGE_TOKENS_PER_DAY", 1_000_000)
+    conversation_token_budget: int = env_field(
+        "CONVERSATION_TOKEN_BUDGET", DEFAULTS.conversation_token_budget
+    )
+    client_tokens_per_day: int = env_field("CLIENT_TOKENS_PER_DAY", DEFAULTS.client_tokens_per_day)
+    stage_tokens_per_day: int = env_field("STAGE_TOKENS_PER_DAY", DEFAULTS.stage_tokens_per_day)
     # The SSM parameter of the kill switch (llambda.generation_switch); unset: always on.
     generation_parameter: str | None = env_field("GENERATION_PARAMETER")
 
@@ -122,14 +124,14 @@ class RouterSettings(LimitSettings, ConversationSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class InferenceSettings(ConversationSettings):
-    engine: str = env_field("ENGINE", "picollm")
-    model_path: str = env_field("MODEL_PATH", f"{IMAGE_MODEL_DIR}/model.pllm")
-    history_max_chars: int = env_field("HISTORY_MAX_CHARS", 6000)
-    coalesce_ms: int = env_field("COALESCE_MS", 50)
-    stop_poll_ms: int = env_field("STOP_POLL_MS", 250)
-    resume_poll_ms: int = env_field("RESUME_POLL_MS", 20)
-    reply_grace_seconds: int = env_field("REPLY_GRACE_SECONDS", 60)
-    lease_seconds: int = env_field("LEASE_SECONDS", 60)
+    engine: str = env_field("ENGINE", DEFAULTS.engine)
+    model_path: str = env_field("MODEL_PATH", f"{IMAGE_MODEL_DIR}/{DEFAULTS.model_file}")
+    history_max_chars: int = env_field("HISTORY_MAX_CHARS", DEFAULTS.history_max_chars)
+    coalesce_ms: int = env_field("COALESCE_MS", DEFAULTS.coalesce_ms)
+    stop_poll_ms: int = env_field("STOP_POLL_MS", DEFAULTS.stop_poll_ms)
+    resume_poll_ms: int = env_field("RESUME_POLL_MS", DEFAULTS.resume_poll_ms)
+    reply_grace_seconds: int = env_field("REPLY_GRACE_SECONDS", DEFAULTS.reply_grace_seconds)
+    lease_seconds: int = env_field("LEASE_SECONDS", DEFAULTS.lease_seconds)
     access_key_secret_arn: str | None = env_field("ACCESS_KEY_SECRET_ARN")
 
 
@@ -141,4 +143,4 @@ class DispatchFailureSettings(TableSettings):
 @dataclass(frozen=True, kw_only=True)
 class AuthorizerSettings(FunctionSettings):
     token_secret_arn: str | None = env_field("TOKEN_SECRET_ARN")
-    require_token: bool = env_field("REQUIRE_TOKEN", False)
+    require_token: bool = env_field("REQUIRE_TOKEN", DEFAULTS.require_token)
