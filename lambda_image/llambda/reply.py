@@ -78,6 +78,7 @@ class Reply:
         self._init_ms = 0
         self._watcher: ReplyWatcher | None = None
         self._released = False  # the lease, freed once
+        self._settled = False  # the budget's reservation, settled once
 
     def run(self) -> ReplyOutcome:
         """Always closes the sender and frees the lease."""
@@ -167,6 +168,9 @@ class Reply:
         )
         self._released = True
         watcher.follow(finished.attachment, reset=not finished.saved)
+        # Before the end goes out: a client that chats again the moment it sees it must
+        # find the unused tokens given back.
+        self._settle()
         if self._sender.detached:
             logger.info(
                 "reply ended with no client attached",
@@ -207,6 +211,7 @@ class Reply:
 
     def _fail(self, code: str, message: str) -> ReplyOutcome:
         count_error(code)
+        self._settle()
         self._free()
         self._sender.close(protocol.error(code, message))
         return ReplyOutcome("error", error_code=code)
@@ -224,13 +229,19 @@ class Reply:
         except Exception:  # the lease lapses by itself
             logger.exception("lease release failed")
 
+    def _settle(self) -> None:
+        """Give back what the reply's reservation did not use, once."""
+        if self._settled or self._budgets is None:
+            return
+        self._settled = True
+        # Unknown when it failed while generating: counted in full, the safe side.
+        allowed = self._dispatch.budget.allowed if self._dispatch.budget else 0
+        failed_at = allowed if self.stage is Stage.GENERATING else 0
+        used = failed_at if self._used is None else self._used
+        self._budgets.reply_ended(self._dispatch.budget, used)
+
     def _end(self) -> None:
-        if self._budgets is not None:
-            # Unknown when it failed while generating: counted in full, the safe side.
-            allowed = self._dispatch.budget.allowed if self._dispatch.budget else 0
-            failed_at = allowed if self.stage is Stage.GENERATING else 0
-            used = failed_at if self._used is None else self._used
-            self._budgets.reply_ended(self._dispatch.budget, used)
+        self._settle()
         self.stage = Stage.ENDED
         if self._watcher is not None:
             self._watcher.finish()

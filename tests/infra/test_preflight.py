@@ -243,7 +243,7 @@ def test_enough_concurrency_passes(tmp_path, aws):
 
 def test_no_reservation_needs_no_headroom(tmp_path, aws):
     account_settings(aws, limit=10, unreserved=10)
-    context = {"reservedConcurrency": "0", "Prod.provisionedConcurrency": "0"}
+    context = {"reservedConcurrency": "0", "provisionedConcurrency": "0"}
     finding = only(check_concurrency(aws, plan(tmp_path, context), REGION))
     assert finding.status == "ok" and "reserves nothing" in finding.message
 
@@ -681,8 +681,11 @@ def test_make_preflight_end_to_end(tmp_path, monkeypatch, capsys):
         out = capsys.readouterr().out
         assert code == 1, out  # 10 concurrent executions cannot reserve Dev's 2
         assert "FAIL  concurrency" in out and "fix: request more 'Concurrent executions'" in out
+        # The workaround the fix names, as it names it.
+        workaround = out.split("deploy with no reservation: ", 1)[1].split("\n", 1)[0].split()
+        assert workaround == ["-c", "reservedConcurrency=0", "-c", "Dev.provisionedConcurrency=0"]
         code = cli.main(
-            [*args, "-c", "reservedConcurrency=0"],
+            [*args, *workaround],
             session=MotoWithStubbedLambda(unreserved=10),
             run=docker_ok,
         )
