@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from offline.runtime_api import Invocation, RuntimeApi
-from offline.worker_process import WorkerGone
+from offline.worker_process import WorkerGone, describe_exit
 
 BOOTSTRAP = Path(__file__).resolve().parent / "runtime_bootstrap.py"
 _PYTHON = re.compile(r"^(/var/lang/bin/|/usr/bin/|/usr/local/bin/)?python3?(\.[0-9]+)?$")
@@ -153,10 +153,7 @@ class RuntimeApiWorker:
         raise TimeoutError
 
     def exit_description(self) -> str:
-        code = self.proc.poll()
-        if code is not None and code < 0:
-            return f"signal: {signal.Signals(-code).name}"
-        return f"exit status {code}"
+        return describe_exit(self.proc)
 
     def kill(self) -> None:
         self.alive = False

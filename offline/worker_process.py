@@ -107,11 +107,7 @@ class WorkerProcess:
         return await asyncio.wait_for(self._read(), timeout)
 
     def exit_description(self) -> str:
-        """Lambda's words for how the process ended (`exit status 1`, `signal: killed`)."""
-        code = self.proc.poll()
-        if code is not None and code < 0:
-            return f"signal: {signal.Signals(-code).name}"
-        return f"exit status {code}"
+        return describe_exit(self.proc)
 
     def kill(self) -> None:
         self.alive = False
@@ -136,3 +132,11 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(self.proc.wait)
+
+
+def describe_exit(proc: subprocess.Popen[bytes]) -> str:
+    """Lambda's words for how a process ended (`exit status 1`, `signal: killed`)."""
+    code = proc.poll()
+    if code is not None and code < 0:
+        return f"signal: {signal.Signals(-code).name}"
+    return f"exit status {code}"
