@@ -209,9 +209,12 @@ def split_message(text: str, *, limit: int = MAX_FRAME_BYTES) -> list[str]:
     budget = limit - _PART_ENVELOPE
     slices: list[str] = []
     start, used = 0, 0
+    costs: dict[str, int] = {}  # a message repeats few characters: each measured once
     for index, char in enumerate(text):
-        # The character's size inside a JSON string: an escape or its UTF-8 bytes.
-        cost = encoded_size(json.dumps(char, ensure_ascii=False)) - 2
+        cost = costs.get(char)
+        if cost is None:
+            # The character's size inside a JSON string: an escape or its UTF-8 bytes.
+            cost = costs[char] = encoded_size(json.dumps(char, ensure_ascii=False)) - 2
         if used + cost > budget:
             slices.append(text[start:index])
             start, used = index, 0
