@@ -107,7 +107,8 @@ class StageConfig:
     messages_per_minute: int = DEFAULTS.messages_per_minute
     # Token budgets, in generated tokens (0: no cap), checked before a reply starts and
     # binding while it runs: per conversation, per client identity a UTC day (the hash of
-    # its token; of its source IP where it has none), and for the whole stage a UTC day.
+    # its token or API key; of its source IP where it has none), and for the whole stage a
+    # UTC day (both doors; the OpenAI-compatible one has no conversations).
     conversation_token_budget: int = DEFAULTS.conversation_token_budget
     client_tokens_per_day: int = DEFAULTS.client_tokens_per_day
     stage_tokens_per_day: int = DEFAULTS.stage_tokens_per_day
@@ -217,6 +218,12 @@ class StageConfig:
             "CONVERSATION_TTL_DAYS": str(self.conversation_ttl_days),
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "CONVERSATION_TOKEN_BUDGET": str(self.conversation_token_budget),
+            **self.daily_budget_environment(),
+        }
+
+    def daily_budget_environment(self) -> dict[str, str]:
+        """The daily budgets both doors count (SpendSettings reads them)."""
+        return {
             "CLIENT_TOKENS_PER_DAY": str(self.client_tokens_per_day),
             "STAGE_TOKENS_PER_DAY": str(self.stage_tokens_per_day),
         }
@@ -244,8 +251,10 @@ class StageConfig:
 
     def openai_environment(self) -> dict[str, str]:
         """Added to the inference function's when the OpenAI-compatible endpoint is on: its
-        caps (the WebSocket door's), key rule and rate (OpenAISettings reads them)."""
+        caps and daily budgets (the WebSocket door's), key rule and rate (OpenAISettings
+        reads them)."""
         return {
+            **self.daily_budget_environment(),
             "MAX_PROMPT_CHARS": str(self.max_prompt_chars),
             "MAX_TOKENS_CAP": str(self.max_tokens_cap),
             "DEFAULT_MAX_TOKENS": str(self.default_max_tokens),

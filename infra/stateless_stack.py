@@ -80,8 +80,17 @@ class StatelessStack(cdk.Stack):
             on_failure=self.dispatch_failure.function,
         )
         table.grant_read_write_data(self.inference.function)
+        # The kill switch the router and the OpenAI-compatible door read, and provisioned
+        # concurrency only in the stage's hours (docs/cost.md).
+        self.generation = GenerationSwitch(self, "Generation")
         self.openai = (
-            OpenAIEndpoint(self, "OpenAI", config=config, inference=self.inference)
+            OpenAIEndpoint(
+                self,
+                "OpenAI",
+                config=config,
+                inference=self.inference,
+                generation=self.generation,
+            )
             if config.openai_endpoint
             else None
         )
@@ -93,9 +102,6 @@ class StatelessStack(cdk.Stack):
             table_name=table_reference.table_name,
             inference_alias=self.inference.alias,
         )
-        # The kill switch the router reads, and provisioned concurrency only in the stage's
-        # hours (docs/cost.md).
-        self.generation = GenerationSwitch(self, "Generation")
         self.generation.read_by(self.router.function)
         self.provisioned_schedule = schedule_provisioned_concurrency(
             self.inference, self.inference.alias, config

@@ -7,7 +7,8 @@ warm copy of the model) answer both. `RESPONSE_STREAM`: the image's own runtime 
 Auth type NONE, with the API key checked in the function (docs/architecture.md says why):
 OpenAI's clients send `Authorization: Bearer <key>`, which AWS_IAM would need to be a
 SigV4 signature instead. The function refuses a request without a valid key (a stage may
-not turn that off in Prod), and counts each key's requests a minute.
+not turn that off in Prod), counts each key's requests a minute and its tokens a day (the
+stage's budgets, in the table it already reads and writes), and obeys the kill switch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.inference_function import InferenceFunction
+from infra.constructs.spend_controls import GenerationSwitch
 from infra.names import OPENAI_URL_OUTPUT
 
 # A browser's preflight may cache the CORS answer this long (the Function URL's maximum
@@ -34,10 +36,14 @@ class OpenAIEndpoint(Construct):
         *,
         config: StageConfig,
         inference: InferenceFunction,
+        generation: GenerationSwitch,
     ) -> None:
         super().__init__(scope, construct_id)
         for name, value in config.openai_environment().items():
             inference.function.add_environment(name, value)
+        # Off refuses this door's completions too (the WebSocket door's replies, which the
+        # same function generates, are refused by the router before they are dispatched).
+        generation.read_by(inference.function)
         cors = (
             lambda_.FunctionUrlCorsOptions(
                 allowed_origins=list(config.openai_allowed_origins),

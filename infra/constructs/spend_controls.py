@@ -1,5 +1,6 @@
 """What keeps a stage's spending in hand: the kill switch (an SSM parameter the router
-reads) and the schedule of the inference alias's provisioned concurrency."""
+and the OpenAI-compatible door read) and the schedule of the inference alias's provisioned
+concurrency."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.names import GENERATION_OUTPUT
-from llambda.contract import GENERATION_OFF, GENERATION_ON
-
-# The router's setting that names the parameter (llambda.settings.RouterSettings).
-GENERATION_PARAMETER_VARIABLE = "GENERATION_PARAMETER"
+from llambda.contract import GENERATION_OFF, GENERATION_ON, GENERATION_PARAMETER_VARIABLE
 
 
 class GenerationSwitch(Construct):

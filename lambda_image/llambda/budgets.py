@@ -1,6 +1,7 @@
 """Token budgets: counters in the stack's one table that cap how many tokens replies may
 generate, per conversation, per client identity a day and for the whole stage a day
-(docs/spending.md, "Budgets").
+(docs/spending.md, "Budgets"). Both doors count them: the WebSocket's router for a chat,
+the OpenAI-compatible endpoint for a completion (no conversation: the daily ones).
 
 A chat reserves its `max_tokens` on every counter before its reply is dispatched: one
 conditional UpdateItem per counter that adds the reservation only while the counter is
@@ -151,6 +152,15 @@ def budget_error(
     code: str, scope: Scope, resets_at: str | None, *, refused: bool
 ) -> dict[str, Any]:
     """An error message naming the budget and when it resets."""
+    return {
+        **protocol.error(code, budget_message(scope, resets_at, refused=refused)),
+        "scope": scope.value,
+        "resets_at": resets_at,
+    }
+
+
+def budget_message(scope: Scope, resets_at: str | None, *, refused: bool) -> str:
+    """Which budget was used up and when it resets, in words (both doors say this)."""
     what = {
         Scope.CONVERSATION: "This conversation has used its token budget",
         Scope.CLIENT: "You have used today's token budget",
@@ -161,24 +171,26 @@ def budget_error(
     else:
         when = f"; it resets at {resets_at} (UTC)."
     prefix = "" if refused else "The reply was cut short. "
-    return {
-        **protocol.error(code, f"{prefix}{what}{when}"),
-        "scope": scope.value,
-        "resets_at": resets_at,
-    }
+    return f"{prefix}{what}{when}"
 
 
 class BudgetStore(ItemStore):
     PREFIX = "budget#"
 
     def counters(
-        self, limits: BudgetLimits, *, conversation_id: str, identity: str, ttl_seconds: int
+        self,
+        limits: BudgetLimits,
+        *,
+        identity: str,
+        conversation_id: str | None = None,
+        ttl_seconds: int = 0,
     ) -> list[Counter]:
-        """The counters a chat meets now, narrowest first (the caps that are set)."""
+        """The counters a chat meets now, narrowest first (the caps that are set); a
+        request of no conversation (the OpenAI-compatible door's) meets the daily ones."""
         now_s = self._now_ms() // 1000
         day, day_end = _day_window(now_s)
         found = []
-        if limits.conversation_tokens > 0:
+        if conversation_id is not None and limits.conversation_tokens > 0:
             found.append(
                 Counter(
                     Scope.CONVERSATION,

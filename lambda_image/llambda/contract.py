@@ -324,5 +324,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# -- The kill switch's parameter: the environment variable that names it, set by infra on
+# every function that reads the switch (infra/constructs/spend_controls.py), read by each
+# function's settings (llambda/settings.py).
+GENERATION_PARAMETER_VARIABLE = "GENERATION_PARAMETER"
+
+
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv))

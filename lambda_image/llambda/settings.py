@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, get_origin, get_type_hints
 
 from llambda.budgets import BudgetLimits
-from llambda.contract import DEFAULTS, IMAGE_MODEL_DIR
+from llambda.contract import DEFAULTS, GENERATION_PARAMETER_VARIABLE, IMAGE_MODEL_DIR
 from llambda.protocol import Limits
 
 T = TypeVar("T", bound="FunctionSettings")
@@ -99,26 +99,39 @@ class LimitSettings(FunctionSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RouterSettings(LimitSettings, ConversationSettings):
-    inference_function: str = env_field("INFERENCE_FUNCTION", "")
-    messages_per_minute: int = env_field("MESSAGES_PER_MINUTE", DEFAULTS.messages_per_minute)
-    lease_seconds: int = env_field("LEASE_SECONDS", DEFAULTS.lease_seconds)
-    allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", DEFAULTS.allowed_origins)
+class SpendSettings(FunctionSettings):
+    """The daily token budgets and the kill switch: both doors count the same budgets (a
+    stage's daily one is one counter for both) and obey the same switch."""
+
     # Token budgets (llambda.budgets); 0 is no cap.
-    conversation_token_budget: int = env_field(
-        "CONVERSATION_TOKEN_BUDGET", DEFAULTS.conversation_token_budget
-    )
     client_tokens_per_day: int = env_field("CLIENT_TOKENS_PER_DAY", DEFAULTS.client_tokens_per_day)
     stage_tokens_per_day: int = env_field("STAGE_TOKENS_PER_DAY", DEFAULTS.stage_tokens_per_day)
     # The SSM parameter of the kill switch (llambda.generation_switch); unset: always on.
-    generation_parameter: str | None = env_field("GENERATION_PARAMETER")
+    generation_parameter: str | None = env_field(GENERATION_PARAMETER_VARIABLE)
 
     @property
     def budgets(self) -> BudgetLimits:
         return BudgetLimits(
-            conversation_tokens=self.conversation_token_budget,
             client_tokens_per_day=self.client_tokens_per_day,
             stage_tokens_per_day=self.stage_tokens_per_day,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterSettings(LimitSettings, SpendSettings, ConversationSettings):
+    inference_function: str = env_field("INFERENCE_FUNCTION", "")
+    messages_per_minute: int = env_field("MESSAGES_PER_MINUTE", DEFAULTS.messages_per_minute)
+    lease_seconds: int = env_field("LEASE_SECONDS", DEFAULTS.lease_seconds)
+    allowed_origins: tuple[str, ...] = env_field("ALLOWED_ORIGINS", DEFAULTS.allowed_origins)
+    # A conversation's budget: only the WebSocket door has conversations.
+    conversation_token_budget: int = env_field(
+        "CONVERSATION_TOKEN_BUDGET", DEFAULTS.conversation_token_budget
+    )
+
+    @property
+    def budgets(self) -> BudgetLimits:
+        return dataclasses.replace(
+            super().budgets, conversation_tokens=self.conversation_token_budget
         )
 
 

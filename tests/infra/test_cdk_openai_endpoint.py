@@ -11,7 +11,8 @@ from aws_cdk.assertions import Match
 from infra.config import DEV, PROD, ConfigError
 from infra.constructs.inference_function import ALIAS_NAME
 from infra.names import OPENAI_URL_OUTPUT
-from tests.infra.cdk_helpers import image_function
+from llambda.contract import GENERATION_PARAMETER_VARIABLE
+from tests.infra.cdk_helpers import image_function, policies_of, role_of
 
 
 def the_url(stateless):
@@ -41,6 +42,37 @@ def test_the_url_is_public_and_the_function_checks_the_key(stage, stateless):
     assert env["OPENAI_REQUIRE_KEY"] == "true"
     assert env["OPENAI_REQUESTS_PER_MINUTE"] == str(stage.config.openai_requests_per_minute)
     assert env["MAX_PROMPT_CHARS"] == str(stage.config.max_prompt_chars)
+
+
+def test_the_function_counts_the_stages_daily_budgets_in_the_table(stage, stateless):
+    _, function = image_function(stateless)
+    env = function["Properties"]["Environment"]["Variables"]
+    assert env["CLIENT_TOKENS_PER_DAY"] == str(stage.config.client_tokens_per_day)
+    assert env["STAGE_TOKENS_PER_DAY"] == str(stage.config.stage_tokens_per_day)
+    # No conversations at this door: no conversation budget.
+    assert "CONVERSATION_TOKEN_BUDGET" not in env
+    # A reservation and its refund are conditional UpdateItems on the stack's table.
+    stateless.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": Match.array_with([{"Ref": role_of(function)}]),
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": Match.array_with(["dynamodb:UpdateItem"]),
+                                "Effect": "Allow",
+                                "Resource": Match.object_like(
+                                    {"Fn::GetStackOutput": Match.any_value()}
+                                ),
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def test_prod_refuses_an_unauthenticated_call():
@@ -128,4 +160,12 @@ def test_configured_origins_get_cors_and_a_stage_may_leave_the_endpoint_out(tmp_
         if p["Properties"]["Principal"] == "*"
     ]
     _, function = image_function(prod)
-    assert "OPENAI_REQUIRE_KEY" not in function["Properties"]["Environment"]["Variables"]
+    env = function["Properties"]["Environment"]["Variables"]
+    assert "OPENAI_REQUIRE_KEY" not in env
+    # Without the door the function reads no switch: the router refuses its replies.
+    assert GENERATION_PARAMETER_VARIABLE not in env
+    assert not [
+        statement
+        for statement in policies_of(prod, role_of(function))
+        if "ssm:" in str(statement["Action"])
+    ]

@@ -1,4 +1,5 @@
-"""The kill switch's parameter and the provisioned-concurrency schedule, both stages."""
+"""The kill switch's parameter (read by both doors: the router and the OpenAI-compatible
+endpoint's function) and the provisioned-concurrency schedule, both stages."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from aws_cdk.assertions import Match, Template
 
 from infra.config import DEV, PROD, ConfigError
 from infra.names import GENERATION_OUTPUT
-from tests.infra.cdk_helpers import function_by_handler, policies_of, role_of
+from llambda.contract import GENERATION_PARAMETER_VARIABLE
+from tests.infra.cdk_helpers import function_by_handler, image_function, policies_of, role_of
 from tests.infra.conftest import synthesize
 
 ROUTER = "llambda.handlers.router.handler"
+# CDK's StringParameter.grantRead: the parameter's reads, nothing that writes it.
+PARAMETER_READS = [
+    "ssm:DescribeParameters",
+    "ssm:GetParameter",
+    "ssm:GetParameterHistory",
+    "ssm:GetParameters",
+]
 
 
 def test_one_on_off_parameter_created_on_with_no_physical_name(stateless):
@@ -25,11 +34,68 @@ def test_one_on_off_parameter_created_on_with_no_physical_name(stateless):
     assert output["Value"] == {"Ref": next(iter(stateless.find_resources("AWS::SSM::Parameter")))}
 
 
-def test_only_the_router_reads_the_parameter_by_its_name(stateless):
+def parameter_arn(parameter_id: str) -> dict:
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":ssm:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":parameter/",
+                {"Ref": parameter_id},
+            ],
+        ]
+    }
+
+
+def the_doors(stateless) -> dict[str, tuple[str, dict]]:
+    """The router and the function the OpenAI-compatible endpoint's URL serves."""
+    return {"router": function_by_handler(stateless, ROUTER), "openai": image_function(stateless)}
+
+
+@pytest.mark.parametrize("door", ["router", "openai"])
+def test_each_door_is_given_the_parameter_by_its_name_and_may_read_it(stateless, door):
     [parameter_id] = stateless.find_resources("AWS::SSM::Parameter")
-    router_id, router = function_by_handler(stateless, ROUTER)
-    env = router["Properties"]["Environment"]["Variables"]
-    assert env["GENERATION_PARAMETER"] == {"Ref": parameter_id}
+    _, function = the_doors(stateless)[door]
+    role = role_of(function)
+    stateless.has_resource(
+        "AWS::Lambda::Function",
+        {
+            "Properties": {
+                "Role": {"Fn::GetAtt": [role, "Arn"]},
+                "Environment": {
+                    "Variables": Match.object_like(
+                        {GENERATION_PARAMETER_VARIABLE: {"Ref": parameter_id}}
+                    )
+                },
+            }
+        },
+    )
+    stateless.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": Match.array_with([{"Ref": role}]),
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        {
+                            "Action": PARAMETER_READS,
+                            "Effect": "Allow",
+                            "Resource": parameter_arn(parameter_id),
+                        }
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_only_the_two_doors_read_the_parameter_and_only_it(stateless):
+    [parameter_id] = stateless.find_resources("AWS::SSM::Parameter")
     readers = []
     for logical_id, function in stateless.find_resources("AWS::Lambda::Function").items():
         if "Fn::GetAtt" not in function["Properties"].get("Role", {}):
@@ -39,14 +105,9 @@ def test_only_the_router_reads_the_parameter_by_its_name(stateless):
             actions = [actions] if isinstance(actions, str) else actions
             if any(a.startswith("ssm:") for a in actions):
                 readers.append(logical_id)
-                assert set(actions) <= {
-                    "ssm:DescribeParameters",
-                    "ssm:GetParameter",
-                    "ssm:GetParameters",
-                    "ssm:GetParameterHistory",
-                }
-                assert parameter_id in str(statement["Resource"])  # that one, never "*"
-    assert readers == [router_id]
+                assert set(actions) <= set(PARAMETER_READS)
+                assert statement["Resource"] == parameter_arn(parameter_id)  # never "*"
+    assert sorted(readers) == sorted(fid for fid, _ in the_doors(stateless).values())
 
 
 def test_dev_is_provisioned_in_office_hours_only(stage, stateless):

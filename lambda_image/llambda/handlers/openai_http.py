@@ -7,11 +7,20 @@ Run by the image's runtime loop (`llambda.runtime_loop`), which hands it the eve
 context and a `ResponseStream`. Every refusal is OpenAI's error body with its status; a
 client that goes away mid-stream stops the generation before its next token. Nothing is
 stored per request (the API is stateless, as OpenAI's is), so a cut stream leaves no
-record half-written: the key's rate count is the only write, made before generation.
+record half-written: the key's rate count and the budgets' reservation are written before
+generation, and what the reservation did not use is given back when it ends.
+
+The stage's spending controls hold here as at the WebSocket door: the kill switch refuses a
+completion while it is off, and the daily budgets (per key, and the stage's, one counter
+for both doors; llambda.budgets) reserve a completion's `max_tokens` before it starts. A
+budget with less room left than that cuts the completion at what is left: it ends with
+finish_reason "length", as OpenAI's does at `max_tokens`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -21,9 +30,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
-from llambda import openai_api
-from llambda.api_keys import ApiKeyStore, RateLimited
+from llambda import budgets, openai_api
+from llambda.api_keys import ApiKey, ApiKeyStore, RateLimited
+from llambda.budgets import BudgetExhausted, BudgetStore, Reservation
+from llambda.contract import ErrorCode
 from llambda.engines import ContextLengthExceeded, EngineError, GenerationRequest
+from llambda.generation_switch import GenerationSwitch
 from llambda.handlers import aws
 from llambda.handlers.inference import DEPS
 from llambda.observability import logger
@@ -34,6 +46,9 @@ from llambda.runtime_loop import ClientGone, LambdaContext, ResponseStream
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 STARTED_AT = int(time.time())
+# OpenAI's SDKs retry a 429 or 5xx within seconds unless the answer says not to: a spent
+# budget or a switched-off stage will not change that soon.
+NO_RETRY = {"x-should-retry": "false"}
 
 
 @dataclass(frozen=True)
@@ -41,14 +56,20 @@ class OpenAIDeps:
     settings: OpenAISettings
     keys: ApiKeyStore
     model_id: str
+    budgets: BudgetStore
+    switch: GenerationSwitch
 
     @classmethod
     def from_environment(cls) -> OpenAIDeps:
         inference = DEPS.get().settings
+        settings = OpenAISettings.from_env()
+        dynamodb = aws.dynamodb()
         return cls(
-            settings=OpenAISettings.from_env(),
-            keys=ApiKeyStore(aws.dynamodb(), inference.table_name),
+            settings=settings,
+            keys=ApiKeyStore(dynamodb, inference.table_name),
             model_id=Path(inference.model_path).stem,
+            budgets=BudgetStore(dynamodb, inference.table_name),
+            switch=GenerationSwitch(aws.ssm(), settings.generation_parameter),
         )
 
 
@@ -101,6 +122,9 @@ def answer(request: LambdaFunctionUrlEvent, stream: ResponseStream, deps: OpenAI
         limits=deps.settings.limits,
         model_id=deps.model_id,
     )
+    if not deps.switch.is_on():
+        logger.info("refused: generation is off")
+        raise generation_off()
     if key is not None:
         try:
             deps.keys.admit(key, deps.settings.openai_requests_per_minute)
@@ -108,10 +132,64 @@ def answer(request: LambdaFunctionUrlEvent, stream: ResponseStream, deps: OpenAI
             raise openai_api.rate_limited(
                 deps.settings.openai_requests_per_minute, limited.retry_after_s
             ) from None
-    complete(parsed, stream, model_id=deps.model_id)
+    reservation = reserve_budget(parsed, client_identity(request, key), deps)
+    complete(
+        within_budget(parsed, reservation),
+        stream,
+        model_id=deps.model_id,
+        settle=functools.partial(deps.budgets.reply_ended, reservation),
+    )
 
 
-def authenticate(request: LambdaFunctionUrlEvent, deps: OpenAIDeps) -> Any:
+def generation_off() -> OpenAIError:
+    return OpenAIError(
+        503,
+        "Completions are turned off on this server for now; try again later.",
+        type="server_error",
+        code=ErrorCode.GENERATION_OFF,
+        headers=NO_RETRY,
+    )
+
+
+def client_identity(request: LambdaFunctionUrlEvent, key: ApiKey | None) -> str:
+    """Who a completion's client budget is counted for: its API key, else (a stage that
+    requires none) its source IP, as the router counts a client with no token."""
+    if key is not None:
+        return budgets.identity_of(key.key_hash)
+    return budgets.identity_of("ip:" + (request.request_context.http.source_ip or ""))
+
+
+def reserve_budget(
+    request: CompletionRequest, identity: str, deps: OpenAIDeps
+) -> Reservation | None:
+    """Reserve the completion's `max_tokens` on the daily budgets (there is no
+    conversation); None where the stage counts none. A budget used up is a 429."""
+    counters = deps.budgets.counters(deps.settings.budgets, identity=identity)
+    if not counters:
+        return None
+    try:
+        return deps.budgets.reserve(counters, request.options.max_tokens)
+    except BudgetExhausted as exhausted:
+        counter = exhausted.counter
+        logger.info("refused: budget used up", extra={"scope": counter.scope.value})
+        raise OpenAIError(
+            429,
+            budgets.budget_message(counter.scope, counter.resets_at, refused=True),
+            type="insufficient_quota",
+            code=ErrorCode.BUDGET_EXHAUSTED,
+            headers=NO_RETRY,
+        ) from None
+
+
+def within_budget(request: CompletionRequest, reservation: Reservation | None) -> CompletionRequest:
+    """The request with its `max_tokens` cut to what its budgets have room for."""
+    if reservation is None or reservation.allowed >= request.options.max_tokens:
+        return request
+    options = dataclasses.replace(request.options, max_tokens=reservation.allowed)
+    return dataclasses.replace(request, options=options)
+
+
+def authenticate(request: LambdaFunctionUrlEvent, deps: OpenAIDeps) -> ApiKey | None:
     """The caller's key (None where the stage requires none); raise 401 otherwise."""
     header = request.headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
@@ -198,21 +276,31 @@ def complete(
     *,
     model_id: str,
     engine_source: Callable[[], Any] | None = None,
+    settle: Callable[[int], None] | None = None,
 ) -> None:
-    """Generate the answer with the instance's engine and send it in OpenAI's shape."""
+    """Generate the answer with the instance's engine and send it in OpenAI's shape.
+
+    `settle(tokens)` is called once, as soon as the generation is over however it ended
+    (before the answer's end goes out): with the tokens generated; none where it never
+    began; its whole `max_tokens` where it failed while generating (unknown, so counted
+    in full: the safe side, as a WebSocket reply does)."""
+    spent = 0
     try:
         engine, _ = (engine_source or DEPS.get().engines.load)()
-    except EngineError as error:
-        raise openai_api.server_error(str(error)) from None
-    reply = _Reply(request, stream, model_id)
-    generation = GenerationRequest(messages=request.messages, options=request.options)
-    try:
+        reply = _Reply(request, stream, model_id)
+        generation = GenerationRequest(messages=request.messages, options=request.options)
+        spent = request.options.max_tokens
         result = engine.generate(generation, reply.on_text, reply.should_stop)
+        spent = result.completion_tokens
     except ContextLengthExceeded as error:
+        spent = 0  # refused with the prompt, before a token
         raise openai_api.context_length_exceeded(str(error)) from None
     except EngineError as error:
         logger.warning("openai generation failed", extra={"why": str(error)})
         raise openai_api.server_error(str(error)) from None
+    finally:
+        if settle is not None:
+            settle(spent)
     logger.info(
         "openai completion",
         extra={
