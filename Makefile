@@ -191,6 +191,10 @@ ls: $(INFRA_STAMP) $(NPM_STAMP) ## list every stack of both stages
 bench: twin-synth ## measure streaming, first token, cold start, synth; write docs/bench/ (ARGS=--help)
 	TWIN_ASSEMBLY=$(TWIN_OUT) TWIN_STAGE=$(TWIN_STAGE) $(PY) -m bench $(ARGS)
 
+.PHONY: bench-ab
+bench-ab: twin-synth ## added time to first token, this tree against BEFORE=<commit> (ARGS=--help)
+	$(PY) -m bench.first_token_ab --before $(BEFORE) $(ARGS)
+
 # Reads the account the current credentials reach, and never changes it (docs/deploy.md).
 # It needs only pyproject.toml's infra group (the CDK libraries and boto3).
 .PHONY: preflight
@@ -219,4 +223,4 @@ cost: $(VENV_STAMP) ## regenerate docs/cost.md from the stage configs
 	$(PY) -m bench.cost
 
 clean: ## remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out $(TWIN_OUT) .pytest_cache .ruff_cache .hypothesis mutants
+	rm -rf cdk.out $(TWIN_OUT) cdk.out.variant .pytest_cache .ruff_cache .hypothesis mutants

@@ -87,16 +87,34 @@ def _one(kind: str, spans: list[Span], after: float = 0.0) -> Span:
     raise LookupError(f"no {kind} span after {after}")
 
 
+def _invoked(invoke: Span) -> str:
+    """The function an Invoke span called, by name: the path may carry an alias
+    (`name:live`) or be an ARN."""
+    name = invoke.name
+    return name.split(":")[6] if name.startswith("arn:") else name.split(":")[0]
+
+
+def _reply_run(spans: list[Span], invoke: Span) -> Span | None:
+    """The invoked function's run: by name, as a `$disconnect` of the previous reply's
+    connection may run meanwhile."""
+    target = _invoked(invoke)
+    return next(
+        (s for s in spans if s.kind == RUN and s.name == target and s.start >= invoke.start),
+        None,
+    )
+
+
 def _settled(trace: Trace, sent: float) -> list[Span]:
-    """The spans once both runs have ended (a run is recorded when it ends, and the
+    """The spans once the reply's run has ended (a run is recorded when it ends, and the
     client hears `done` before the inference function returns)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         spans = trace.spans(sent)
-        if sum(s.kind == RUN for s in spans) >= 2:
+        invoke = next((s for s in spans if s.kind == INVOKE), None)
+        if invoke is not None and _reply_run(spans, invoke) is not None:
             return spans
         time.sleep(0.01)
-    raise TimeoutError("the functions' runs were not recorded")
+    raise TimeoutError("the reply's run was not recorded")
 
 
 def hops(
@@ -117,7 +135,9 @@ def hops(
     frame = _one(FRAME, spans, sent)
     router = _one(RUN, spans, frame.start)
     invoke = _one(INVOKE, spans, router.start)
-    inference = _one(RUN, spans, invoke.start)
+    inference = _reply_run(spans, invoke)
+    if inference is None:
+        raise LookupError(f"no run of {invoke.name} after its invoke")
     # The reply's posts in order: its messages arrive in the order they were posted.
     posts = [s for s in spans if s.kind == POST and s.start >= inference.start]
     first_post = posts[first_delta]

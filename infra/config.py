@@ -44,6 +44,7 @@ class ProvisionedSchedule:
         return (self.stop_hour - self.start_hour) * days_a_week(self.days)
 
 
+HOURS_A_WEEK = 7 * 24
 DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
 
@@ -166,6 +167,15 @@ class StageConfig:
             return None
         start, stop = (int(part) for part in self.provisioned_hours.split("-"))
         return ProvisionedSchedule(start, stop, self.provisioned_days)
+
+    @property
+    def provisioned_hours_a_week(self) -> int:
+        """Hours a week the stage keeps its provisioned instances: all of them, its
+        schedule's, or none."""
+        if not self.provisioned_concurrency:
+            return 0
+        schedule = self.provisioned_schedule
+        return HOURS_A_WEEK if schedule is None else schedule.hours_a_week
 
     @property
     def alias_provisioned_concurrency(self) -> int:

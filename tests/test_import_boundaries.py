@@ -4,8 +4,10 @@ The runtime ships alone in its image, so it can import nothing else of ours; `in
 describes the stack without running the runtime; the twin reaches the handlers only by
 the handler names the synthesized template gives, never by importing them; the terminal
 client talks to any deployed stage, so it stands alone (the pipeline's smoke check runs it
-with only `websockets` installed). The one exception is `llambda.contract`, the contract
-between the parts: standard library only, and every part may import it.
+with only `websockets` installed). The exceptions are `llambda.contract`, the contract
+between the parts, and `llambda.prices`, the prices a stage is costed at (read by the
+runtime's meter, the dashboard and `make cost`): standard library only, and every part may
+import them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 OURS = ("llambda", "infra", "offline", "bench", "tests", "preflight", "terminal_client", "admin")
-CONTRACT = "llambda.contract"
+SHARED = ("llambda.contract", "llambda.prices")
 
 # Each part, and what of ours it may not import.
 FORBIDDEN = {
@@ -55,11 +57,12 @@ def imported_packages(source: Path) -> set[str]:
 
 
 def _is_contract(name: str) -> bool:
-    return name == CONTRACT or name.startswith(CONTRACT + ".")
+    return any(name == shared or name.startswith(shared + ".") for shared in SHARED)
 
 
-def test_the_contract_imports_only_the_standard_library():
-    source = REPO / "lambda_image" / "llambda" / "contract.py"
+@pytest.mark.parametrize("module", SHARED)
+def test_the_shared_modules_import_only_the_standard_library(module):
+    source = REPO / "lambda_image" / Path(*module.split(".")).with_suffix(".py")
     tree = ast.parse(source.read_text(encoding="utf-8"))
     modules = {
         alias.name.split(".")[0]

@@ -17,11 +17,23 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from llambda import contract
+from llambda.prices import PRICES
 
 # What the runtime emits (Powertools EMF; `service` is Powertools' default dimension).
 INFERENCE_SERVICE = "inference"
 ROUTER_SERVICE = "router"
 FIVE_MINUTES = cdk.Duration.minutes(5)
+ONE_DAY = cdk.Duration.days(1)
+
+
+def provisioned_usd_per_day(config: StageConfig) -> float:
+    """What the stage's provisioned instances cost a day, averaged over its schedule's week
+    (bench/cost.py counts the same hours for the month)."""
+    gb = config.inference_memory_mb / 1024
+    seconds_a_day = config.provisioned_hours_a_week * 3600 / 7
+    return (
+        config.provisioned_concurrency * gb * seconds_a_day * PRICES["lambda_provisioned"].per_unit
+    )
 
 
 def alarms_may_publish(topic: sns.ITopic) -> iam.PolicyStatement:
@@ -199,6 +211,7 @@ class Monitoring(Construct):
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
         self.dashboard.add_widgets(*self._runtime_widgets(config.metrics_stage))
+        self.dashboard.add_widgets(self._cost_widget(config))
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Inference invocations, errors, throttles",
@@ -221,6 +234,40 @@ class Monitoring(Construct):
                 ],
                 width=12,
             ),
+        )
+
+    def _cost_widget(self, config: StageConfig) -> cloudwatch.IWidget:
+        """Cost per day at the stage's list prices: what every invocation metered
+        (llambda.cost_meter, summed over the functions), and that plus the provisioned
+        instances, which bill whether or not they reply."""
+        query = (
+            f"{{{contract.METRICS_NAMESPACE},service,stage}} "
+            f'MetricName="{contract.METRIC_ESTIMATED_COST}" stage="{config.metrics_stage}"'
+        )
+        metered = f"SUM(SEARCH('{query}', 'Sum', {int(ONE_DAY.to_seconds())}))"
+        at_rest = round(provisioned_usd_per_day(config), 4)
+        lines = [cloudwatch.MathExpression(expression=metered, label="Invocations", period=ONE_DAY)]
+        if at_rest:
+            lines.append(
+                cloudwatch.MathExpression(
+                    expression=f"{metered} + {at_rest}",
+                    label="Invocations and provisioned concurrency",
+                    period=ONE_DAY,
+                )
+            )
+        return cloudwatch.GraphWidget(
+            title="Cost per day (USD, list prices)",
+            left=lines,
+            left_annotations=[
+                cloudwatch.HorizontalAnnotation(
+                    value=at_rest,
+                    label=f"Provisioned concurrency: ${at_rest:.2f} a day",
+                )
+            ]
+            if at_rest
+            else None,
+            period=ONE_DAY,
+            width=24,
         )
 
     def _runtime_widgets(self, stage_name: str) -> list[cloudwatch.IWidget]:

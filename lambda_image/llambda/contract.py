@@ -153,6 +153,9 @@ METRIC_COMPLETION_TOKENS = "CompletionTokens"
 METRIC_INIT = "InitMs"
 METRIC_ENGINE_LOAD = "EngineLoadMs"
 METRIC_INVALID_DISPATCHES = "InvalidDispatches"
+# Every invocation's cost at list price, and its billed duration (llambda.cost_meter).
+METRIC_ESTIMATED_COST = "EstimatedCostUSD"
+METRIC_BILLED_GB_SECONDS = "BilledGBSeconds"
 
 # -- The kill switch: the stage's SSM parameter holds one of these (infra creates it "on").
 GENERATION_ON = "on"

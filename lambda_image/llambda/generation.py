@@ -3,7 +3,6 @@ dispatched chat with its text streamed on and its timings taken."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -11,11 +10,8 @@ from dataclasses import dataclass
 
 from llambda.dispatch import Dispatch
 from llambda.engines import Engine, GenerationRequest, GenerationResult
+from llambda.instance import INITIALIZATION_TYPE
 from llambda.observability import record_engine_load
-
-# Under provisioned concurrency the engine loads during init (logged and counted there), so
-# no reply pays for it; on demand the first message loads it.
-INITIALIZATION_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
 
 
 class EngineSource:

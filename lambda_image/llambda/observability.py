@@ -8,6 +8,7 @@ only sizes and ids, and a conversation id (a capability) only by its first chara
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
@@ -78,3 +79,21 @@ def record_reply(
     metrics.add_metric(
         name=contract.METRIC_COMPLETION_TOKENS, unit=MetricUnit.Count, value=completion_tokens
     )
+
+
+def record_cost(*, usd: float, gb_seconds: float, figures: dict[str, Any]) -> None:
+    """`EstimatedCostUSD` and `BilledGBSeconds` of one invocation (`llambda.cost_meter`),
+    each its own EMF record so it goes out even where no handler flushes `metrics`."""
+    logger.info("invocation cost", extra=figures)
+    for name, unit, value in (
+        (contract.METRIC_ESTIMATED_COST, MetricUnit.NoUnit, usd),
+        (contract.METRIC_BILLED_GB_SECONDS, MetricUnit.NoUnit, gb_seconds),
+    ):
+        with single_metric(
+            name=name,
+            unit=unit,
+            value=value,
+            namespace=contract.METRICS_NAMESPACE,
+            default_dimensions=_dimensions(),
+        ):
+            pass

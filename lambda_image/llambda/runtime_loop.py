@@ -32,6 +32,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from llambda.instance import MEMORY_VARIABLE
+
 API_VERSION = "2018-06-01"
 STREAM_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 PRELUDE_DELIMITER = b"\0" * 8
@@ -53,7 +55,7 @@ class LambdaContext:
         self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn", "")
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        self.memory_limit_in_mb = os.environ.get(MEMORY_VARIABLE, "")
         self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
         self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self.identity = None

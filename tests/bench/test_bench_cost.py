@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench import cost
-from bench.prices import PICOLLM_LAMBDA_SPEED, PRICES
+from bench.published import PICOLLM_LAMBDA_SPEED
 from infra.config import STAGES
+from llambda.prices import PRICES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +134,17 @@ def test_committed_document_is_current(doc):
     assert committed.read_text(encoding="utf-8") == doc, "run `make cost` to regenerate it"
 
 
-def test_the_readme_quotes_the_generated_figures(doc):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_the_readmes_cost_table_is_the_generated_one(doc, footprints):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert cost.readme_with_table(readme, cost.Assumptions(), footprints) == readme, (
+        "run `make cost` to regenerate the README's cost table"
+    )
+    # The same figures as the document's summary, which the tests above check by hand.
     for name in STAGES:
-        assert f"{name} {_summary_row(doc, name)[1]}" in " ".join(readme.split()), name
+        row = "| " + " | ".join(_summary_row(doc, name)) + " |"
+        assert row in readme, name
+
+
+def test_a_readme_without_the_tables_markers_is_refused(footprints):
+    with pytest.raises(ValueError, match="cost table"):
+        cost.readme_with_table("# no table here\n", cost.Assumptions(), footprints)

@@ -196,3 +196,62 @@ def test_integration_error_alarm_leaves_out_refused_origins(stage, stateless):
         "service": "router",
         "stage": stage.config.metrics_stage,
     }
+
+
+def dashboard_widgets(template) -> list[dict]:
+    """The dashboard's widgets: its body with each CloudFormation token as `TOKEN`."""
+    (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    if isinstance(body, dict):
+        _, parts = body["Fn::Join"]
+        body = "".join(part if isinstance(part, str) else "TOKEN" for part in parts)
+    return json.loads(body)["widgets"]
+
+
+def cost_widget(template) -> dict:
+    (widget,) = [
+        w
+        for w in dashboard_widgets(template)
+        if w["properties"].get("title", "").startswith("Cost")
+    ]
+    return widget["properties"]
+
+
+def test_the_cost_widget_sums_every_functions_metered_cost_per_day(stage, stateless):
+    props = cost_widget(stateless)
+    assert props["period"] == 86_400
+    expressions = [m[0]["expression"] for m in props["metrics"]]
+    query = (
+        f"SEARCH('{{{METRICS_NAMESPACE},service,stage}} "
+        f'MetricName="{contract.METRIC_ESTIMATED_COST}" stage="{stage.config.metrics_stage}"\', '
+        "'Sum', 86400)"
+    )
+    # Every function's invocations, whatever its `service`, summed.
+    assert expressions[0] == f"SUM({query})"
+
+
+def test_the_cost_widget_adds_the_provisioned_instances_at_the_stages_price(stage, stateless):
+    from infra.constructs.monitoring import provisioned_usd_per_day
+    from llambda.prices import PRICES
+
+    config = stage.config
+    props = cost_widget(stateless)
+    if not config.provisioned_concurrency:
+        assert len(props["metrics"]) == 1
+        assert "annotations" not in props
+        return
+    # Dev: 10 h on 5 days a week, averaged over 7; Prod: 24 h.
+    hours_a_day = {"Dev": 10 * 5 / 7, "Prod": 24}[config.stage_name]
+    per_day = (
+        config.provisioned_concurrency
+        * config.inference_memory_mb
+        / 1024
+        * hours_a_day
+        * 3600
+        * PRICES["lambda_provisioned"].usd
+    )
+    assert provisioned_usd_per_day(config) == pytest.approx(per_day)
+    (annotation,) = props["annotations"]["horizontal"]
+    assert annotation["value"] == pytest.approx(per_day, abs=1e-4)
+    total = props["metrics"][1][0]["expression"]
+    assert total == f"{props['metrics'][0][0]['expression']} + {round(per_day, 4)}"

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from llambda.budgets import IDENTITY_KEY, identity_of
+from llambda.cost_meter import metered
 from llambda.handlers import aws
 from llambda.observability import count_error, logger
 from llambda.settings import AuthorizerSettings
@@ -102,5 +103,6 @@ DEPS = aws.PerInstance(AuthorizerDeps.from_environment)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metered
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return authorize(APIGatewayAuthorizerRequestEvent(event), DEPS.get())

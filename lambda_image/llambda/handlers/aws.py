@@ -18,6 +18,7 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 from botocore.config import Config
 
+from llambda.cost_meter import METER
 from llambda.sender import connection_poster
 
 T = TypeVar("T")
@@ -56,7 +57,7 @@ class PerInstance(Generic[T]):
 
 
 def dynamodb() -> Any:
-    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+    return METER.instrument(boto3.client("dynamodb", config=CLIENT_CONFIG))
 
 
 def lambda_client() -> Any:
@@ -68,7 +69,8 @@ def ssm() -> SSMProvider:
 
 
 def secrets() -> SecretsProvider:
-    return SecretsProvider(boto3_client=boto3.client("secretsmanager", config=CLIENT_CONFIG))
+    client = METER.instrument(boto3.client("secretsmanager", config=CLIENT_CONFIG))
+    return SecretsProvider(boto3_client=client)
 
 
 def read_secret(provider: SecretsProvider, arn: str, *, json_key: str) -> str:
@@ -101,8 +103,10 @@ class ManagementApis:
         endpoint = os.environ.get(MANAGEMENT_ENDPOINT_ENV) or url
         with self._lock:
             if endpoint not in self._clients:
-                self._clients[endpoint] = boto3.client(
-                    "apigatewaymanagementapi", endpoint_url=endpoint, config=CLIENT_CONFIG
+                self._clients[endpoint] = METER.instrument(
+                    boto3.client(
+                        "apigatewaymanagementapi", endpoint_url=endpoint, config=CLIENT_CONFIG
+                    )
                 )
             return self._clients[endpoint]
 

@@ -17,6 +17,7 @@ from llambda import protocol
 from llambda.budgets import BudgetStore
 from llambda.contract import ErrorCode
 from llambda.conversations import ConversationStore
+from llambda.cost_meter import metered
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.handlers import aws
 from llambda.observability import count_error, log_safe, logger
@@ -120,6 +121,7 @@ DEPS = aws.PerInstance(DispatchFailureDeps.from_environment)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metered
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deps = DEPS.get()
     told = [notify(record, deps) for record in _records(event)]

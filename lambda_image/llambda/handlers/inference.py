@@ -19,10 +19,12 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from llambda import contract
 from llambda.budgets import BudgetStore
 from llambda.conversations import ConversationStore
+from llambda.cost_meter import metered
 from llambda.dispatch import Dispatch, MalformedDispatch
 from llambda.engines import Engine, EngineError, load_engine
-from llambda.generation import INITIALIZATION_TYPE, EngineSource
+from llambda.generation import EngineSource
 from llambda.handlers import aws
+from llambda.instance import IS_PROVISIONED
 from llambda.observability import log_safe, logger, metrics
 from llambda.reply import Reply, ReplyOutcome
 from llambda.sender import StreamSender
@@ -73,7 +75,7 @@ class InferenceDeps:
 # Under provisioned concurrency the engine loads during init (logged and counted there), so
 # no reply pays for it; on demand the first message loads it.
 DEPS = aws.PerInstance(InferenceDeps.from_environment)
-if INITIALIZATION_TYPE == "provisioned-concurrency":
+if IS_PROVISIONED:
     try:
         DEPS.get().engines.load()
     except Exception:  # retried on the first message, which then reports the error
@@ -96,6 +98,7 @@ def run_reply(dispatch: Dispatch, deps: InferenceDeps, sender: StreamSender) -> 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@metered
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         dispatch = Dispatch.from_event(event)

@@ -29,6 +29,7 @@ from llambda.conversations import (
     NotFound,
     RateLimited,
 )
+from llambda.cost_meter import METER, metered
 from llambda.dispatch import Dispatch
 from llambda.generation_switch import GenerationSwitch
 from llambda.handlers import aws
@@ -377,7 +378,14 @@ def route(event: dict[str, Any], deps: RouterDeps, send: Send | None = None) -> 
     if route_key == "$disconnect":
         # A running reply notices by itself (its posts answer 410) and waits for an attach.
         logger.info("disconnected")
+        ctx = ws_event.request_context
+        connected_at = ctx.get("connectedAt")
+        if connected_at is not None:  # every $disconnect API Gateway sends has it
+            METER.connection_ended(
+                int(connected_at), int(ctx.get("requestTimeEpoch") or time.time() * 1000)
+            )
         return OK
+    METER.received(len((ws_event.body or "").encode()))
     send = send or client_sender(ws_event, deps)
     try:
         on_message(ws_event, deps, send)
@@ -392,6 +400,7 @@ DEPS = aws.PerInstance(RouterDeps.from_environment)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metered
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ctx = APIGatewayWebSocketEvent(event).request_context
     logger.append_keys(

@@ -1,4 +1,7 @@
-"""The prices and the published speed the cost model uses, each with its source and date.
+"""The list prices a stage is costed at, each with its source and the date it was checked:
+read by the runtime's cost meter (`llambda.cost_meter`), the dashboard's cost widget
+(`infra/constructs/monitoring.py`) and `make cost` (docs/cost.md, the README's table).
+Standard library only: every part may import it, as it may `llambda.contract`.
 
 us-east-1, x86, list prices without free tier or savings plans. AWS's pricing pages draw
 their rate tables client-side; each figure below was checked against the page's text and
@@ -127,24 +130,6 @@ PRICES: dict[str, Price] = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
-class PublishedSpeed:
-    """A generation speed someone published for picoLLM in Lambda."""
-
-    tokens_per_s: float
-    what: str
-    source: str
-    checked_on: str = CHECKED_ON
-
-
-# The only figure Picovoice publishes for its Lambda demo: the sample session in the
-# serverless-picollm README (Phi-2 .pllm, 10,240 MB, `device="cpu:5"`), the code behind
-# the "picoLLM on Lambda" blog post. That demo posts every token synchronously, so the
-# engine alone is at least this fast.
-PICOLLM_LAMBDA_SPEED = PublishedSpeed(
-    tokens_per_s=6.35,
-    what="picoLLM (Phi-2) in a 10,240 MB Lambda: `[Completion finished @ 6.35 tps]` in the "
-    "sample session of Picovoice's serverless-picollm demo, the code of the blog post "
-    "https://picovoice.ai/blog/picollm-on-lambda/",
-    source="https://github.com/Picovoice/serverless-picollm#chat",
-)
+# API Gateway meters WebSocket messages in 32 KB units (its pricing page: "messages are
+# metered in 32 KB increments"); a larger message counts once per started 32 KB.
+WS_MESSAGE_METERED_BYTES = 32 * 1024
