@@ -125,3 +125,29 @@ def test_every_bill_goes_out_as_the_metric_the_dashboard_sums(cloud):
         # The dimensions the dashboard's search names: every function's, per stage.
         assert set(dims) == {"service", "stage"}
         assert value > 0
+
+
+def test_an_openai_completion_is_metered_by_the_function_that_serves_it(cloud):
+    import openai
+
+    from tests.offline.test_openai_endpoint import new_key, url_of
+
+    inference = cloud.function("Inference")
+    client = openai.OpenAI(base_url=url_of(cloud) + "v1", api_key=new_key(cloud), max_retries=0)
+    before = len(records(inference, "invocation cost"))
+    [model] = [m.id for m in client.models.list().data]
+    started = time.monotonic()
+    answer = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Say hi."}], max_tokens=6
+    )
+    waited_ms = (time.monotonic() - started) * 1000
+    assert answer.usage.completion_tokens > 0
+    # Two invocations: the model list and the completion, each with its own bill.
+    bills = wait_for(lambda: records(inference, "invocation cost")[before:][1:])
+    assert len(bills) == 1, diagnostics(cloud)
+    (bill,) = bills
+    assert 0 < bill["billed_ms"] <= waited_ms + 50
+    # No WebSocket in it; the key's rate count and the budgets' writes, in DynamoDB's units.
+    assert bill["ws_messages"] == 0
+    assert bill["write_units"] > 0
+    assert bill["usd"] == round(bill_of(bill).usd, 10)

@@ -120,13 +120,52 @@ def test_a_reservation_travels_in_the_dispatch(budgets):
     assert Reservation.from_event(None) is None
 
 
-@pytest.mark.parametrize("cap", [1000, 1001])
-def test_parallel_chats_never_generate_past_a_cap(moto_server, table, budgets, cap):
+def test_the_usual_reservation_is_one_round_trip_and_a_short_one_falls_back(budgets):
+    """On the first token's path: every counter with room for the whole reservation is
+    written at once; a counter with less makes it give back the others and fall back to
+    one write per counter, which finds the room, with nothing added twice."""
+    calls: list[str] = []
+    budgets._db.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: calls.append(model.name)
+    )
+    limits = BudgetLimits(
+        conversation_tokens=300, client_tokens_per_day=10_000, stage_tokens_per_day=10_000
+    )
+    found = counters(budgets, limits)
+    stage_before = budgets.used(found[2].item_id)  # the day's stage counter is shared
+    calls.clear()
+
+    def used() -> list[int]:
+        figures = [budgets.used(c.item_id) for c in found]
+        return [*figures[:2], figures[2] - stage_before]
+
+    held = budgets.reserve(found, 256)
+    assert calls == ["UpdateItem"] * 3
+    assert (held.allowed, held.limited_by) == (256, None)
+    assert used() == [256, 256, 256]
+    calls.clear()
+    second = budgets.reserve(found, 256)  # 44 left on the conversation
+    # Three at once (one refused), two given back, then one each.
+    assert calls == ["UpdateItem"] * 8
+    assert (second.allowed, second.limited_by) == (44, Scope.CONVERSATION)
+    assert used() == [512, 512, 512]
+
+
+@pytest.mark.parametrize(
+    ("cap", "daily"),
+    [(1000, False), (1001, False), (1000, True)],
+    ids=["cap-1000", "cap-1001", "with-daily-counters"],
+)
+def test_parallel_chats_never_generate_past_a_cap(moto_server, table, budgets, cap, daily):
     """Twelve clients chat at once, each asking 128 tokens a reply and using all it is
     given, until refused: what they generated in all never exceeds the shared cap (the
-    reservation is at most one reply's cap beyond it, and is given back)."""
+    reservation is at most one reply's cap beyond it, and is given back). With the daily
+    counters too, each reservation goes through the one-transaction path first."""
     conversation = new_id()
-    limits = BudgetLimits(conversation_tokens=cap)
+    roomy = 1_000_000 if daily else 0
+    limits = BudgetLimits(
+        conversation_tokens=cap, client_tokens_per_day=roomy, stage_tokens_per_day=roomy
+    )
     generated: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(12)

@@ -34,6 +34,7 @@ from llambda import budgets, openai_api
 from llambda.api_keys import ApiKey, ApiKeyStore, RateLimited
 from llambda.budgets import BudgetExhausted, BudgetStore, Reservation
 from llambda.contract import ErrorCode
+from llambda.cost_meter import metered
 from llambda.engines import ContextLengthExceeded, EngineError, GenerationRequest
 from llambda.generation_switch import GenerationSwitch
 from llambda.handlers import aws
@@ -76,6 +77,7 @@ class OpenAIDeps:
 OPENAI = aws.PerInstance(OpenAIDeps.from_environment)
 
 
+@metered
 def handler(event: dict[str, Any], context: LambdaContext, stream: ResponseStream) -> None:
     request = LambdaFunctionUrlEvent(event)
     logger.append_keys(request_id=context.aws_request_id)
