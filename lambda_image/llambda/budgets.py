@@ -247,26 +247,32 @@ class BudgetStore(ItemStore):
         """Add `tokens` if all of them fit under the counter's cap; whether they did (or
         the error, returned so the other writes' results are not lost)."""
         try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(counter.item_id),
-                UpdateExpression=(
-                    f"ADD used :n SET {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, "
-                    ":exp), cap = :cap"
-                ),
-                ConditionExpression="attribute_not_exists(used) OR used <= :most",
-                ExpressionAttributeValues={
-                    ":n": {"N": str(tokens)},
-                    ":cap": {"N": str(counter.cap)},
-                    ":most": {"N": str(counter.cap - tokens)},
-                    ":exp": {"N": str(counter.expires_at)},
-                },
-            )
+            self._add_reservation(counter, tokens, most=counter.cap - tokens)
         except ClientError as error:
             return False if is_conditional_failure(error) else error
         except Exception as error:  # handed to the caller, which raises it
             return error
         return True
+
+    def _add_reservation(self, counter: Counter, tokens: int, *, most: int) -> Any:
+        """Add `tokens` to the counter if it holds at most `most` now (the UpdateItem's
+        answer, with the counter's new `used`)."""
+        return self._db.update_item(
+            TableName=self._table,
+            Key=self._key(counter.item_id),
+            UpdateExpression=(
+                f"ADD used :n SET {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, :exp), "
+                "cap = :cap"
+            ),
+            ConditionExpression="attribute_not_exists(used) OR used <= :most",
+            ExpressionAttributeValues={
+                ":n": {"N": str(tokens)},
+                ":cap": {"N": str(counter.cap)},
+                ":most": {"N": str(most)},
+                ":exp": {"N": str(counter.expires_at)},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
 
     def _reserve_each(self, counters: list[Counter], tokens: int) -> Reservation:
         """One conditional write per counter: each says how much room it had."""
@@ -274,21 +280,7 @@ class BudgetStore(ItemStore):
         allowed, limited_by, resets_at = tokens, None, None
         for counter in counters:
             try:
-                answer = self._db.update_item(
-                    TableName=self._table,
-                    Key=self._key(counter.item_id),
-                    UpdateExpression=(
-                        f"ADD used :n SET {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, "
-                        ":exp), cap = :cap"
-                    ),
-                    ConditionExpression="attribute_not_exists(used) OR used < :cap",
-                    ExpressionAttributeValues={
-                        ":n": {"N": str(tokens)},
-                        ":cap": {"N": str(counter.cap)},
-                        ":exp": {"N": str(counter.expires_at)},
-                    },
-                    ReturnValues="UPDATED_NEW",
-                )
+                answer = self._add_reservation(counter, tokens, most=counter.cap - 1)
             except ClientError as error:
                 if not is_conditional_failure(error):
                     self._give_back(taken, tokens)
