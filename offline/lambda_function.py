@@ -206,25 +206,8 @@ class LocalFunction:
 
     async def invoke(self, payload: bytes, *, invoked_arn: str | None = None) -> InvokeResult:
         """RequestResponse: run now on a warm or new instance, or raise Throttled."""
-        invoked_arn = invoked_arn or self.arn
-        throttle = self.spec.reserved_concurrency is not None
-        try:
-            worker, cold = await self.instances.acquire(
-                self.qualifier_of(invoked_arn), wait=not throttle
-            )
-        except InitFailed as failure:
-            return InvokeResult(json.dumps(failure.error).encode(), "Unhandled", cold_start=True)
-        if worker is None:
-            self.throttles += 1
-            raise Throttled(self.spec.name)
-        # The call runs to completion even if our caller goes away: the instance is busy
-        # until its handler returns, exactly as in Lambda.
-        task = asyncio.ensure_future(
-            self._run(worker, str(uuid.uuid4()), payload, invoked_arn, cold)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(task)
+        result, _ = await self._run_now(payload, invoked_arn or self.arn)
+        return result
 
     async def invoke_stream(
         self,
@@ -237,27 +220,42 @@ class LocalFunction:
         """A response-streaming invoke (a RESPONSE_STREAM Function URL): the answer goes to
         `on_chunk(data, content_type)` as the runtime sends it; `cut` ends it early. A
         function run by Lambda's own Python runtime answers whole, in one chunk."""
+        result, streamed = await self._run_now(payload, invoked_arn, stream=(on_chunk, cut))
+        if not streamed and not result.function_error:
+            await on_chunk(result.payload, "application/json")
+            result.streamed = True
+        return result
+
+    async def _run_now(
+        self,
+        payload: bytes,
+        invoked_arn: str,
+        *,
+        stream: tuple[StreamSink, asyncio.Event] | None = None,
+    ) -> tuple[InvokeResult, bool]:
+        """Run on a warm or new instance now (or raise Throttled); the result, and whether
+        `stream` was handed to the instance (only a runtime under the Runtime API streams)."""
         throttle = self.spec.reserved_concurrency is not None
         try:
             worker, cold = await self.instances.acquire(
                 self.qualifier_of(invoked_arn), wait=not throttle
             )
         except InitFailed as failure:
-            return InvokeResult(json.dumps(failure.error).encode(), "Unhandled", cold_start=True)
+            failed = InvokeResult(json.dumps(failure.error).encode(), "Unhandled", cold_start=True)
+            return failed, False
         if worker is None:
             self.throttles += 1
             raise Throttled(self.spec.name)
-        stream = (on_chunk, cut) if isinstance(worker, RuntimeApiWorker) else None
+        if not isinstance(worker, RuntimeApiWorker):
+            stream = None
+        # The call runs to completion even if our caller goes away: the instance is busy
+        # until its handler returns, exactly as in Lambda.
         task = asyncio.ensure_future(
             self._run(worker, str(uuid.uuid4()), payload, invoked_arn, cold, stream=stream)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        result = await asyncio.shield(task)
-        if stream is None and not result.function_error:
-            await on_chunk(result.payload, "application/json")
-            result.streamed = True
-        return result
+        return await asyncio.shield(task), stream is not None
 
     def submit_event(
         self, payload: bytes, *, invoked_arn: str | None = None, expire: bool = False
