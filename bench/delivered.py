@@ -35,7 +35,12 @@ def _origin(cloud: OfflineCloud) -> str:
 
 def twin_reply(cloud: OfflineCloud, tokens: int, *, timeout: float = 300) -> tuple[Any, float]:
     """One chat on a fresh connection (so no history): its arrivals and send time."""
-    client = RecordingClient(cloud.ws_url, origin=_origin(cloud))
+    return reply_at(cloud.ws_url, _origin(cloud), tokens, timeout=timeout)
+
+
+def reply_at(ws_url: str, origin: str, tokens: int, *, timeout: float = 300) -> tuple[Any, float]:
+    """`twin_reply` for a twin known by its addresses (one another process runs)."""
+    client = RecordingClient(ws_url, origin=origin)
     try:
         arrivals = client.expect_reply()
         started = time.perf_counter()

@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.client import RecordingClient
+from bench.delivered import reply_at
 from bench.machine import describe, machine_info
 from bench.stats import median
-from bench.workload import chat_message
 
 REPO = Path(__file__).resolve().parent.parent
 STAGE = "Dev"
@@ -176,18 +175,8 @@ def busy(processes: int) -> Iterator[None]:
 
 def added_ms(page_url: str, ws_url: str) -> float:
     """One reply on a fresh connection: the client's time to first text less the engine's."""
-    client = RecordingClient(ws_url, origin=page_url.rstrip("/"))
-    try:
-        arrivals = client.expect_reply()
-        started = time.perf_counter()
-        client.send(chat_message(TOKENS))
-        if not arrivals.done.wait(300):
-            raise TimeoutError(f"no `done` within 300 s; got {arrivals.final()}")
-    finally:
-        client.close()
+    arrivals, started = reply_at(ws_url, page_url.rstrip("/"), TOKENS)
     final = arrivals.final() or {}
-    if final.get("type") != "done":
-        raise RuntimeError(f"the twin answered {final}")
     first = arrivals.delta_times()[0]
     return (first - started) * 1000 - float(final["timing"]["ttft_ms"])
 
